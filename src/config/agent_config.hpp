@@ -1,0 +1,55 @@
+#pragma once
+// AgentConfig: the YAML file of one `tandem agent`. Parsing names the key and the
+// problem on every error ("postgresql.listen: expected HOST:PORT, got 'x'").
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/result.hpp"
+#include "dcs/cluster.hpp"
+
+namespace tandem::config {
+
+struct HostPort {
+  std::string host;
+  int port = 0;
+  std::string to_string() const;
+};
+Result<HostPort> parse_host_port(const std::string& text, const std::string& key);
+
+struct Credentials {
+  std::string username;
+  std::string password_file;  // read when needed; the password itself never sits in a config struct
+};
+
+struct AgentConfig {
+  std::string cluster;
+  std::string name;
+  std::vector<std::string> etcd_endpoints;
+  int etcd_call_timeout_ms = 1000;
+  std::string data_dir;           // PostgreSQL data directory
+  std::string run_dir;            // sockets, pid files; defaults to <data_dir>/../run-<name>
+  std::string log_file;           // agent log; stderr when empty
+  std::string pg_log_file;        // PostgreSQL server log; <data_dir>/../<name>-postgresql.log
+  HostPort api_listen;
+  HostPort api_connect;           // what others use to reach the API (defaults to api_listen)
+  HostPort pg_listen;
+  HostPort pg_connect;            // what others use to reach PostgreSQL (defaults to pg_listen)
+  std::string bin_dir = "/usr/lib/postgresql/15/bin";
+  std::string run_as = "postgres";  // PostgreSQL runs as this user (root cannot run it)
+  std::map<std::string, std::string> parameters;  // local PostgreSQL parameters
+  Credentials superuser{"postgres", ""};
+  Credentials replication{"replicator", ""};
+  Credentials admin{"admin", ""};
+  dcs::Tags tags;
+  dcs::DynamicConfig bootstrap;   // dynamic config written to the DCS by the first agent
+};
+
+// Parses and validates; exceptions are not used.
+Result<AgentConfig> parse_agent_config(const std::string& yaml_text);
+Result<AgentConfig> load_agent_config(const std::string& path);
+
+// Reads a secret from a file (trailing newline stripped). Errors never contain the content.
+Result<std::string> read_secret_file(const std::string& path);
+
+}  // namespace tandem::config

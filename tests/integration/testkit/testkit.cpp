@@ -1,0 +1,1 @@
+#include "testkit/testkit.hpp"
