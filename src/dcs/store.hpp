@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.hpp"
 #include "dcs/cluster.hpp"
@@ -77,6 +78,9 @@ struct EtcdOptions {
   std::vector<std::string> endpoints;  // "http://127.0.0.1:2379" or "127.0.0.1:2379"
   std::string cluster;                 // cluster name: keys live under /tandem/<cluster>/
   std::chrono::milliseconds call_timeout{1000};  // deadline of one gRPC call on one endpoint
+  // Total time one operation may take, failing over between endpoints;
+  // 0: call_timeout times the number of endpoints.
+  std::chrono::milliseconds retry_timeout{0};
 };
 
 // Creates the etcd-backed store. Does not connect until first use.
