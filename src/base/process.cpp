@@ -51,9 +51,7 @@ Status chown_recursive(const std::string& path, const std::string& user) {
   auto ids = lookup_user(user);
   if (!ids) return ids.error();
   std::error_code ec;
-  auto apply = [&](const std::filesystem::path& p) -> bool {
-    return lchown(p.c_str(), ids->first, ids->second) == 0;
-  };
+  auto apply = [&](const std::filesystem::path& p) -> bool { return lchown(p.c_str(), ids->first, ids->second) == 0; };
   if (!apply(path)) return make_error(Errc::io, "chown {}: {}", path, strerror(errno));
   if (std::filesystem::is_directory(path)) {
     for (auto it = std::filesystem::recursive_directory_iterator(path, ec);
@@ -217,6 +215,8 @@ Result<RunResult> run(const SpawnOptions& opts_in, std::chrono::milliseconds tim
   return rr;
 }
 
-bool process_alive(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
+bool process_alive(pid_t pid) {
+  return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
 
 }  // namespace tandem

@@ -15,22 +15,22 @@
 namespace tandem {
 
 struct SpawnOptions {
-  std::vector<std::string> argv;            // argv[0] is the program path
-  std::map<std::string, std::string> env;   // added to (or replacing in) the inherited environment
-  std::optional<std::string> run_as_user;   // drop to this user (e.g. "postgres") before exec
-  std::string cwd;                          // working directory; "/" when empty
-  std::string output_file;                  // stdout+stderr appended here; /dev/null when empty
-  int parent_death_signal = 0;              // e.g. SIGQUIT: delivered when we die, even by SIGKILL
-  bool new_session = false;                 // setsid(): detach from our terminal and process group
-  std::string stdin_data;                   // written to the child's stdin (then closed)
+  std::vector<std::string> argv;           // argv[0] is the program path
+  std::map<std::string, std::string> env;  // added to (or replacing in) the inherited environment
+  std::optional<std::string> run_as_user;  // drop to this user (e.g. "postgres") before exec
+  std::string cwd;                         // working directory; "/" when empty
+  std::string output_file;                 // stdout+stderr appended here; /dev/null when empty
+  int parent_death_signal = 0;             // e.g. SIGQUIT: delivered when we die, even by SIGKILL
+  bool new_session = false;                // setsid(): detach from our terminal and process group
+  std::string stdin_data;                  // written to the child's stdin (then closed)
 };
 
 // Starts a child; returns its pid.
 Result<pid_t> spawn(const SpawnOptions& opts);
 
 struct ExitStatus {
-  int code = -1;    // exit code, or -1 when killed by a signal
-  int signal = 0;   // the signal that ended it
+  int code = -1;   // exit code, or -1 when killed by a signal
+  int signal = 0;  // the signal that ended it
   bool ok() const { return code == 0; }
   std::string describe() const;
 };

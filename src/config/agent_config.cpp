@@ -21,7 +21,8 @@ class Reader {
 
   Status check_known(std::initializer_list<const char*> known) const {
     if (!node_ || node_.IsNull()) return {};
-    if (!node_.IsMap()) return make_error(Errc::invalid_argument, "{}: expected a mapping", path_.empty() ? "(top level)" : path_);
+    if (!node_.IsMap())
+      return make_error(Errc::invalid_argument, "{}: expected a mapping", path_.empty() ? "(top level)" : path_);
     for (const auto& kv : node_) {
       auto k = kv.first.as<std::string>();
       bool found = false;
@@ -55,7 +56,8 @@ class Reader {
     } catch (const YAML::Exception&) {
       return make_error(Errc::invalid_argument, "{}: expected an integer, got '{}'", key(k), n.Scalar());
     }
-    if (v < min || v > max) return make_error(Errc::invalid_argument, "{}: {} is out of range [{}, {}]", key(k), v, min, max);
+    if (v < min || v > max)
+      return make_error(Errc::invalid_argument, "{}: {} is out of range [{}, {}]", key(k), v, min, max);
     out = static_cast<Int>(v);
     return {};
   }
@@ -76,7 +78,8 @@ class Reader {
     if (!n || n.IsNull()) return {};
     if (!n.IsMap()) return make_error(Errc::invalid_argument, "{}: expected a mapping", key(k));
     for (const auto& kv : n) {
-      if (!kv.second.IsScalar()) return make_error(Errc::invalid_argument, "{}.{}: expected a scalar", key(k), kv.first.as<std::string>());
+      if (!kv.second.IsScalar())
+        return make_error(Errc::invalid_argument, "{}.{}: expected a scalar", key(k), kv.first.as<std::string>());
       out[kv.first.as<std::string>()] = kv.second.as<std::string>();
     }
     return {};
@@ -89,8 +92,8 @@ class Reader {
   std::string path_;
 };
 
-#define TRY(expr)                   \
-  do {                              \
+#define TRY(expr)                                 \
+  do {                                            \
     if (auto s_ = (expr); !s_) return s_.error(); \
   } while (0)
 
@@ -116,7 +119,8 @@ Result<HostPort> parse_host_port(const std::string& text, const std::string& key
   }
   HostPort hp;
   hp.host = text.substr(0, colon);
-  if (hp.host.size() > 2 && hp.host.front() == '[' && hp.host.back() == ']') hp.host = hp.host.substr(1, hp.host.size() - 2);
+  if (hp.host.size() > 2 && hp.host.front() == '[' && hp.host.back() == ']')
+    hp.host = hp.host.substr(1, hp.host.size() - 2);
   try {
     size_t used = 0;
     hp.port = std::stoi(text.substr(colon + 1), &used);
@@ -124,7 +128,8 @@ Result<HostPort> parse_host_port(const std::string& text, const std::string& key
   } catch (const std::exception&) {
     return make_error(Errc::invalid_argument, "{}: port in '{}' is not a number", key, text);
   }
-  if (hp.port < 1 || hp.port > 65535) return make_error(Errc::invalid_argument, "{}: port {} is out of range [1, 65535]", key, hp.port);
+  if (hp.port < 1 || hp.port > 65535)
+    return make_error(Errc::invalid_argument, "{}: port {} is out of range [1, 65535]", key, hp.port);
   return hp;
 }
 
@@ -133,15 +138,21 @@ Result<AgentConfig> parse_agent_config(const std::string& yaml_text) {
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    return make_error(Errc::invalid_argument, "YAML syntax error at line {}, column {}: {}", e.mark.line + 1, e.mark.column + 1, e.msg);
+    return make_error(Errc::invalid_argument, "YAML syntax error at line {}, column {}: {}", e.mark.line + 1,
+                      e.mark.column + 1, e.msg);
   }
   AgentConfig c;
   Reader top(root, "");
-  TRY(top.check_known({"cluster", "name", "etcd", "data_dir", "run_dir", "log_file", "api", "postgresql", "ha", "tags"}));
+  TRY(top.check_known(
+      {"cluster", "name", "etcd", "data_dir", "run_dir", "log_file", "api", "postgresql", "ha", "tags"}));
   TRY(top.str("cluster", c.cluster, true));
   TRY(top.str("name", c.name, true));
-  if (!std::regex_match(c.cluster, kNameRe)) return make_error(Errc::invalid_argument, "cluster: '{}' is not a valid name (letters, digits, '_', '.', '-'; at most 63)", c.cluster);
-  if (!std::regex_match(c.name, kNameRe)) return make_error(Errc::invalid_argument, "name: '{}' is not a valid member name (letters, digits, '_', '.', '-'; at most 63)", c.name);
+  if (!std::regex_match(c.cluster, kNameRe))
+    return make_error(Errc::invalid_argument,
+                      "cluster: '{}' is not a valid name (letters, digits, '_', '.', '-'; at most 63)", c.cluster);
+  if (!std::regex_match(c.name, kNameRe))
+    return make_error(Errc::invalid_argument,
+                      "name: '{}' is not a valid member name (letters, digits, '_', '.', '-'; at most 63)", c.name);
   TRY(top.str("data_dir", c.data_dir, true));
   TRY(top.str("run_dir", c.run_dir));
   TRY(top.str("log_file", c.log_file));
@@ -150,7 +161,8 @@ Result<AgentConfig> parse_agent_config(const std::string& yaml_text) {
   if (!top.child("etcd")) return make_error(Errc::invalid_argument, "etcd: required key is missing");
   TRY(etcd.check_known({"endpoints", "call_timeout_ms"}));
   auto eps = etcd.child("endpoints");
-  if (!eps || !eps.IsSequence() || eps.size() == 0) return make_error(Errc::invalid_argument, "etcd.endpoints: expected a non-empty list of URLs");
+  if (!eps || !eps.IsSequence() || eps.size() == 0)
+    return make_error(Errc::invalid_argument, "etcd.endpoints: expected a non-empty list of URLs");
   for (const auto& e : eps) c.etcd_endpoints.push_back(e.as<std::string>());
   TRY(etcd.integer("call_timeout_ms", c.etcd_call_timeout_ms, 50, 60000));
 
@@ -187,8 +199,11 @@ Result<AgentConfig> parse_agent_config(const std::string& yaml_text) {
   TRY(pg.str("run_as", c.run_as));
   TRY(pg.str("log_file", c.pg_log_file));
   TRY(pg.string_map("parameters", c.parameters));
-  for (const char* reserved : {"port", "listen_addresses", "hba_file", "data_directory", "unix_socket_directories", "synchronous_standby_names", "primary_conninfo", "primary_slot_name"}) {
-    if (c.parameters.count(reserved)) return make_error(Errc::invalid_argument, "postgresql.parameters.{}: is managed by tandem and cannot be set", reserved);
+  for (const char* reserved : {"port", "listen_addresses", "hba_file", "data_directory", "unix_socket_directories",
+                               "synchronous_standby_names", "primary_conninfo", "primary_slot_name"}) {
+    if (c.parameters.count(reserved))
+      return make_error(Errc::invalid_argument, "postgresql.parameters.{}: is managed by tandem and cannot be set",
+                        reserved);
   }
   Reader auth = pg.sub("authentication");
   TRY(auth.check_known({"superuser", "replication", "admin"}));
@@ -197,7 +212,8 @@ Result<AgentConfig> parse_agent_config(const std::string& yaml_text) {
   if (auth.child("admin")) TRY(parse_credentials(auth.sub("admin"), c.admin));
 
   Reader ha = top.sub("ha");
-  TRY(ha.check_known({"ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "synchronous_mode", "primary_start_timeout"}));
+  TRY(ha.check_known(
+      {"ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "synchronous_mode", "primary_start_timeout"}));
   TRY(ha.integer("ttl", c.bootstrap.ttl, 2, 3600));
   TRY(ha.integer("loop_wait", c.bootstrap.loop_wait, 1, 3600));
   TRY(ha.integer("retry_timeout", c.bootstrap.retry_timeout, 1, 3600));
@@ -207,7 +223,8 @@ Result<AgentConfig> parse_agent_config(const std::string& yaml_text) {
   TRY(ha.str("synchronous_mode", mode));
   if (!mode.empty()) {
     auto m = dcs::parse_sync_mode(mode);
-    if (!m) return make_error(Errc::invalid_argument, "ha.synchronous_mode: expected off, on or strict, got '{}'", mode);
+    if (!m)
+      return make_error(Errc::invalid_argument, "ha.synchronous_mode: expected off, on or strict, got '{}'", mode);
     c.bootstrap.synchronous_mode = *m;
   }
   TRY(dcs::validate(c.bootstrap));
@@ -218,10 +235,14 @@ Result<AgentConfig> parse_agent_config(const std::string& yaml_text) {
     if (!n.IsMap()) return make_error(Errc::invalid_argument, "tags: expected a mapping");
     for (const auto& kv : n) {
       auto k = kv.first.as<std::string>();
-      if (k == "nofailover") TRY(tags.boolean("nofailover", c.tags.nofailover));
-      else if (k == "nosync") TRY(tags.boolean("nosync", c.tags.nosync));
-      else if (kv.second.IsScalar()) c.tags.other[k] = kv.second.as<std::string>();
-      else return make_error(Errc::invalid_argument, "tags.{}: expected a scalar", k);
+      if (k == "nofailover")
+        TRY(tags.boolean("nofailover", c.tags.nofailover));
+      else if (k == "nosync")
+        TRY(tags.boolean("nosync", c.tags.nosync));
+      else if (kv.second.IsScalar())
+        c.tags.other[k] = kv.second.as<std::string>();
+      else
+        return make_error(Errc::invalid_argument, "tags.{}: expected a scalar", k);
     }
   }
 

@@ -27,22 +27,22 @@ struct AgentConfig {
   std::string name;
   std::vector<std::string> etcd_endpoints;
   int etcd_call_timeout_ms = 1000;
-  std::string data_dir;           // PostgreSQL data directory
-  std::string run_dir;            // sockets, pid files; defaults to <data_dir>/../run-<name>
-  std::string log_file;           // agent log; stderr when empty
-  std::string pg_log_file;        // PostgreSQL server log; <data_dir>/../<name>-postgresql.log
+  std::string data_dir;     // PostgreSQL data directory
+  std::string run_dir;      // sockets, pid files; defaults to <data_dir>/../run-<name>
+  std::string log_file;     // agent log; stderr when empty
+  std::string pg_log_file;  // PostgreSQL server log; <data_dir>/../<name>-postgresql.log
   HostPort api_listen;
-  HostPort api_connect;           // what others use to reach the API (defaults to api_listen)
+  HostPort api_connect;  // what others use to reach the API (defaults to api_listen)
   HostPort pg_listen;
-  HostPort pg_connect;            // what others use to reach PostgreSQL (defaults to pg_listen)
+  HostPort pg_connect;  // what others use to reach PostgreSQL (defaults to pg_listen)
   std::string bin_dir = "/usr/lib/postgresql/15/bin";
-  std::string run_as = "postgres";  // PostgreSQL runs as this user (root cannot run it)
+  std::string run_as = "postgres";                // PostgreSQL runs as this user (root cannot run it)
   std::map<std::string, std::string> parameters;  // local PostgreSQL parameters
   Credentials superuser{"postgres", ""};
   Credentials replication{"replicator", ""};
   Credentials admin{"admin", ""};
   dcs::Tags tags;
-  dcs::DynamicConfig bootstrap;   // dynamic config written to the DCS by the first agent
+  dcs::DynamicConfig bootstrap;  // dynamic config written to the DCS by the first agent
 };
 
 // Parses and validates; exceptions are not used.

@@ -29,14 +29,19 @@ Status validate(const DynamicConfig& c) {
   // The leader must be able to renew at least twice and still fence itself in time.
   if (c.loop_wait + c.retry_timeout > c.ttl) {
     return make_error(Errc::invalid_argument,
-                      "ttl: {} must be at least loop_wait + retry_timeout ({} + {}) so the leader can renew its lease and fence itself before it expires",
+                      "ttl: {} must be at least loop_wait + retry_timeout ({} + {}) so the leader can renew its lease "
+                      "and fence itself before it expires",
                       c.ttl, c.loop_wait, c.retry_timeout);
   }
-  if (c.maximum_lag_on_failover < 0) return make_error(Errc::invalid_argument, "maximum_lag_on_failover: must not be negative");
-  if (c.primary_start_timeout < 0) return make_error(Errc::invalid_argument, "primary_start_timeout: must not be negative");
+  if (c.maximum_lag_on_failover < 0)
+    return make_error(Errc::invalid_argument, "maximum_lag_on_failover: must not be negative");
+  if (c.primary_start_timeout < 0)
+    return make_error(Errc::invalid_argument, "primary_start_timeout: must not be negative");
   for (const auto& [k, v] : c.parameters) {
-    if (k.empty() || k.find_first_of(" \t\n'=") != std::string::npos) return make_error(Errc::invalid_argument, "parameters: '{}' is not a valid PostgreSQL parameter name", k);
-    if (v.find('\n') != std::string::npos) return make_error(Errc::invalid_argument, "parameters.{}: value must be on one line", k);
+    if (k.empty() || k.find_first_of(" \t\n'=") != std::string::npos)
+      return make_error(Errc::invalid_argument, "parameters: '{}' is not a valid PostgreSQL parameter name", k);
+    if (v.find('\n') != std::string::npos)
+      return make_error(Errc::invalid_argument, "parameters.{}: value must be on one line", k);
   }
   return {};
 }
@@ -143,9 +148,12 @@ Result<Member> member_from_json(const std::string& text) {
     m.updated_ms = get_or<int64_t>(*j, "updated_ms", 0);
     if (auto t = j->find("tags"); t != j->end() && t->is_object()) {
       for (auto it = t->begin(); it != t->end(); ++it) {
-        if (it.key() == "nofailover") m.tags.nofailover = it->get<bool>();
-        else if (it.key() == "nosync") m.tags.nosync = it->get<bool>();
-        else if (it->is_string()) m.tags.other[it.key()] = it->get<std::string>();
+        if (it.key() == "nofailover")
+          m.tags.nofailover = it->get<bool>();
+        else if (it.key() == "nosync")
+          m.tags.nosync = it->get<bool>();
+        else if (it->is_string())
+          m.tags.other[it.key()] = it->get<std::string>();
       }
     }
     return m;
@@ -188,15 +196,23 @@ Result<DynamicConfig> config_from_json(const json& j) {
     const auto& k = it.key();
     const auto& v = it.value();
     try {
-      if (k == "ttl") c.ttl = v.get<int>();
-      else if (k == "loop_wait") c.loop_wait = v.get<int>();
-      else if (k == "retry_timeout") c.retry_timeout = v.get<int>();
-      else if (k == "maximum_lag_on_failover") c.maximum_lag_on_failover = v.get<int64_t>();
-      else if (k == "primary_start_timeout") c.primary_start_timeout = v.get<int>();
-      else if (k == "paused") c.paused = v.get<bool>();
+      if (k == "ttl")
+        c.ttl = v.get<int>();
+      else if (k == "loop_wait")
+        c.loop_wait = v.get<int>();
+      else if (k == "retry_timeout")
+        c.retry_timeout = v.get<int>();
+      else if (k == "maximum_lag_on_failover")
+        c.maximum_lag_on_failover = v.get<int64_t>();
+      else if (k == "primary_start_timeout")
+        c.primary_start_timeout = v.get<int>();
+      else if (k == "paused")
+        c.paused = v.get<bool>();
       else if (k == "synchronous_mode") {
-        auto m = v.is_boolean() ? std::optional(v.get<bool>() ? SyncMode::on : SyncMode::off) : parse_sync_mode(v.get<std::string>());
-        if (!m) return make_error(Errc::invalid_argument, "synchronous_mode: expected off, on or strict, got {}", v.dump());
+        auto m = v.is_boolean() ? std::optional(v.get<bool>() ? SyncMode::on : SyncMode::off)
+                                : parse_sync_mode(v.get<std::string>());
+        if (!m)
+          return make_error(Errc::invalid_argument, "synchronous_mode: expected off, on or strict, got {}", v.dump());
         c.synchronous_mode = *m;
       } else if (k == "parameters") {
         if (!v.is_object()) return make_error(Errc::invalid_argument, "parameters: expected an object");

@@ -31,10 +31,10 @@ struct Member {
   std::string role;   // "leader", "replica", "uninitialized", "stopped"
   std::string state;  // "running", "streaming", "starting", "stopped", "crashed", "cloning", "rewinding", "fenced"
   uint32_t timeline = 0;
-  Lsn wal_position;       // leader: current write position; replica: last received or replayed
-  Lsn replay_position;    // replica: last replayed
-  std::string api_url;    // http://host:port of the agent's REST API
-  std::string conn_url;   // postgres://host:port/postgres (no credentials)
+  Lsn wal_position;      // leader: current write position; replica: last received or replayed
+  Lsn replay_position;   // replica: last replayed
+  std::string api_url;   // http://host:port of the agent's REST API
+  std::string conn_url;  // postgres://host:port/postgres (no credentials)
   std::string host;
   int pg_port = 0;
   Tags tags;
@@ -62,8 +62,8 @@ struct SyncState {
 
 // switchover: a pending planned switchover (or a manual failover when leader is empty).
 struct Switchover {
-  std::string leader;     // expected current leader; empty for a manual failover
-  std::string candidate;  // empty: the agents pick the healthiest
+  std::string leader;           // expected current leader; empty for a manual failover
+  std::string candidate;        // empty: the agents pick the healthiest
   int64_t scheduled_at_ms = 0;  // 0: now
   int64_t mod_revision = 0;
   bool operator==(const Switchover&) const = default;
@@ -71,13 +71,13 @@ struct Switchover {
 
 // config: dynamic settings, shared by all agents, edited with `tandem ctl edit-config`.
 struct DynamicConfig {
-  int ttl = 4;                       // seconds a leader lease lives without renewal
-  int loop_wait = 1;                 // seconds between HA cycles when nothing wakes us
-  int retry_timeout = 2;             // seconds a DCS or PostgreSQL call may take in total
+  int ttl = 4;                                // seconds a leader lease lives without renewal
+  int loop_wait = 1;                          // seconds between HA cycles when nothing wakes us
+  int retry_timeout = 2;                      // seconds a DCS or PostgreSQL call may take in total
   int64_t maximum_lag_on_failover = 1048576;  // bytes
   SyncMode synchronous_mode = SyncMode::on;
-  bool paused = false;               // maintenance mode: no HA actions
-  int primary_start_timeout = 10;    // seconds to restart a crashed leader in place before giving up the lease
+  bool paused = false;             // maintenance mode: no HA actions
+  int primary_start_timeout = 10;  // seconds to restart a crashed leader in place before giving up the lease
   std::map<std::string, std::string> parameters;  // PostgreSQL parameters for every member
   int64_t mod_revision = 0;
   bool operator==(const DynamicConfig&) const = default;
@@ -103,9 +103,9 @@ struct ClusterSnapshot {
   std::map<std::string, Member> members;
   std::optional<SyncState> sync;
   std::optional<Switchover> switchover;
-  std::optional<DynamicConfig> config;    // nullopt until the first agent writes it
+  std::optional<DynamicConfig> config;  // nullopt until the first agent writes it
   std::vector<HistoryEntry> history;
-  int64_t revision = 0;                    // store revision the snapshot was read at
+  int64_t revision = 0;  // store revision the snapshot was read at
 
   const Member* member(const std::string& name) const {
     auto it = members.find(name);
