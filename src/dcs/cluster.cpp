@@ -132,6 +132,7 @@ Lsn lsn_or_zero(const json& j, const char* key) {
 Result<Member> member_from_json(const std::string& text) {
   auto j = parse(text, "member");
   if (!j) return j.error();
+  if (!j->is_object()) return make_error(Errc::protocol, "member: expected a JSON object");
   try {
     Member m;
     m.name = j->at("name").get<std::string>();
@@ -165,6 +166,7 @@ Result<Member> member_from_json(const std::string& text) {
 Result<SyncState> sync_from_json(const std::string& text) {
   auto j = parse(text, "sync");
   if (!j) return j.error();
+  if (!j->is_object()) return make_error(Errc::protocol, "sync: expected a JSON object");
   try {
     SyncState s;
     s.leader = get_or<std::string>(*j, "leader", "");
@@ -178,6 +180,7 @@ Result<SyncState> sync_from_json(const std::string& text) {
 Result<Switchover> switchover_from_json(const std::string& text) {
   auto j = parse(text, "switchover");
   if (!j) return j.error();
+  if (!j->is_object()) return make_error(Errc::protocol, "switchover: expected a JSON object");
   try {
     Switchover s;
     s.leader = get_or<std::string>(*j, "leader", "");
@@ -243,6 +246,7 @@ Result<std::vector<HistoryEntry>> history_from_json(const std::string& text) {
   std::vector<HistoryEntry> out;
   try {
     for (const auto& e : *j) {
+      if (!e.is_object()) return make_error(Errc::protocol, "history: entry {} is not a JSON object", out.size());
       HistoryEntry h;
       h.time_ms = get_or<int64_t>(e, "time_ms", 0);
       h.from = get_or<std::string>(e, "from", "");
