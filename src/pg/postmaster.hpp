@@ -1,0 +1,94 @@
+#pragma once
+// Postmaster: runs the local PostgreSQL server as a direct child of the agent.
+//
+// The server runs as Settings::run_as in its own session, with stderr/stdout appended to
+// Settings::log_file. It gets SIGQUIT as its parent-death signal: if the agent dies,
+// even by SIGKILL, PostgreSQL performs an immediate shutdown, so a member whose agent is
+// gone stops accepting writes at once.
+//
+// Lifetime and threads: owned by the agent's HA state; one thread at a time. start()
+// MUST be called from a thread that lives as long as the agent process (the main
+// thread): the kernel delivers the parent-death signal when the *thread* that forked
+// the child exits, not the process. All other methods may be called from any one thread.
+// Destroying a Postmaster does not stop the server; call stop() first.
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "base/process.hpp"
+#include "base/result.hpp"
+#include "pg/managed_config.hpp"
+#include "pg/settings.hpp"
+
+namespace tandem::pg {
+
+// PostgreSQL's shutdown modes: smart waits for clients (SIGTERM), fast disconnects them
+// and checkpoints (SIGINT), immediate quits without a checkpoint (SIGQUIT; crash
+// recovery at the next start).
+enum class StopMode { smart, fast, immediate };
+const char* to_string(StopMode m);
+int stop_signal(StopMode m);
+
+class Postmaster {
+ public:
+  explicit Postmaster(Settings settings);
+  Postmaster(const Postmaster&) = delete;
+  Postmaster& operator=(const Postmaster&) = delete;
+
+  // Spawns `postgres -D <data_dir>`. Creates the socket directory when missing, refuses
+  // (conflict) when postmaster.pid names a live postmaster, removes it when it is stale.
+  // Returns once the process runs; use wait_ready() to wait for connections.
+  // Call from the agent's main thread (see the class comment).
+  Status start();
+
+  // Reaps the child if it has exited; returns its exit status once it has.
+  std::optional<ExitStatus> poll();
+  // True while our child runs (polls first).
+  bool running();
+  // The child's pid; 0 before start().
+  pid_t pid() const { return pid_; }
+
+  // Waits until the server accepts connections on its socket (PQping), the child exits
+  // (io error quoting the server log) or the timeout passes (timeout error).
+  Status wait_ready(std::chrono::milliseconds timeout);
+
+  // Sends the mode's signal and waits up to `timeout`. If the server still runs, sends
+  // SIGQUIT (smart/fast) and waits 2 s more, then SIGKILLs the postmaster and its
+  // children. Succeeds once the server is gone; a server that was not running is fine.
+  Status stop(StopMode mode, std::chrono::milliseconds timeout);
+
+  // Promotes a standby without waiting: writes <data>/promote and sends SIGUSR1, as
+  // pg_ctl promote does. Poll status (in_recovery) to see it finish. conflict when the
+  // member is not a standby.
+  Status promote();
+
+  // Sends SIGHUP: the server re-reads its configuration files.
+  Status reload();
+
+  // Writes the managed configuration (write_managed_config) and reloads when a file
+  // changed and the server runs. A changed standby.signal needs a restart: see
+  // ConfigChange::standby_signal_changed.
+  Result<ConfigChange> apply_config(const ManagedConfig& cfg);
+
+  const Settings& settings() const { return s_; }
+
+ private:
+  Status signal(int sig, const char* what);
+
+  Settings s_;
+  pid_t pid_ = 0;
+  std::optional<ExitStatus> exit_;
+};
+
+// For an agent that restarts and finds a postmaster from an earlier run still alive on
+// its data directory (postmaster.pid with a live postgres pid): stops it with `mode`
+// (normally immediate), waits up to `timeout`, then SIGKILLs it and its children, so
+// the agent can start its own. Succeeds when there was nothing to stop.
+Status stop_orphan_postmaster(const Settings& s, StopMode mode, std::chrono::milliseconds timeout);
+
+// True when the server accepts connections on its unix socket (PQping).
+bool ping(const Settings& s);
+
+}  // namespace tandem::pg
