@@ -1,0 +1,132 @@
+// Session, relay: bytes both ways until either side closes, plus the session's one timer
+// (start-up deadline, connect deadline, then idle timeout).
+#include <spdlog/spdlog.h>
+#include <boost/asio/buffer.hpp>
+
+#include "portal/relay/session.hpp"
+
+namespace tandem::portal::relay {
+
+namespace asio = boost::asio;
+
+void Session::start_relay() {
+  state_ = State::relaying;
+  to_client_ = std::make_unique<RelayBuffer>(to_server_.size());
+  last_activity_ = Clock::now();
+  if (ctx_->options.idle_timeout.count() > 0) {
+    arm_timer(last_activity_ + ctx_->options.idle_timeout);
+  } else {
+    ++timer_generation_;
+    timer_.cancel();
+  }
+  pump_to_server();
+  pump_to_client();
+}
+
+void Session::pump_to_server() {
+  client_.async_read_some(asio::buffer(to_server_.data(), to_server_.size()),
+                          [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                            if (self->done()) return;
+                            if (ec) {
+                              self->close(self->describe_end(ec, "client"));
+                              return;
+                            }
+                            self->last_activity_ = Clock::now();
+                            self->ctx_->counters.bytes_to_server.fetch_add(n, std::memory_order_relaxed);
+                            self->backend_->async_write(asio::buffer(self->to_server_.data(), n),
+                                                        [self](const boost::system::error_code& ec, std::size_t) {
+                                                          if (self->done()) return;
+                                                          if (ec) {
+                                                            self->close(self->describe_end(ec, "member"));
+                                                            return;
+                                                          }
+                                                          self->pump_to_server();
+                                                        });
+                          });
+}
+
+void Session::pump_to_client() {
+  backend_->async_read_some(asio::buffer(to_client_->data(), to_client_->size()),
+                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                              if (self->done()) return;
+                              if (ec) {
+                                self->close(self->describe_end(ec, "member"));
+                                return;
+                              }
+                              self->last_activity_ = Clock::now();
+                              self->ctx_->counters.bytes_to_client.fetch_add(n, std::memory_order_relaxed);
+                              if (!self->scanner_.done()) self->scan_server_bytes(n);
+                              self->client_.async_write(asio::buffer(self->to_client_->data(), n),
+                                                        [self](const boost::system::error_code& ec, std::size_t) {
+                                                          if (self->done()) return;
+                                                          if (ec) {
+                                                            self->close(self->describe_end(ec, "client"));
+                                                            return;
+                                                          }
+                                                          self->pump_to_client();
+                                                        });
+                            });
+}
+
+void Session::scan_server_bytes(std::size_t n) {
+  const auto& st = scanner_.feed(to_client_->first(n));
+  if (st.backend_key && !cancel_key_registered_) {
+    ctx_->registry->set_cancel_key(id_, *st.backend_key);
+    cancel_key_registered_ = true;
+  }
+  if (st.protocol_error) {
+    spdlog::warn("portal {} session {} from {}: stopped following the member's messages: {}", ctx_->name, id_, peer_,
+                 *st.protocol_error);
+  } else if (st.ready_for_query) {
+    spdlog::debug("portal {} session {} from {}: start-up finished on {}", ctx_->name, id_, peer_,
+                  endpoint_.describe());
+  }
+}
+
+void Session::arm_timer(Clock::time_point at) {
+  const auto generation = ++timer_generation_;
+  timer_.expires_at(at);
+  timer_.async_wait([self = shared_from_this(), generation](const boost::system::error_code& ec) {
+    if (ec || generation != self->timer_generation_ || self->state_ == State::finished) return;
+    self->on_timer();
+  });
+}
+
+void Session::on_timer() {
+  if (rejecting_) {
+    rejecting_ = false;
+    close("the client did not take the error message in time");
+    return;
+  }
+  const auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  switch (state_) {
+    case State::negotiating:
+      ctx_->counters.timeouts.fetch_add(1, std::memory_order_relaxed);
+      close(fmt::format("start-up not completed within {} ms", ms(ctx_->options.handshake_timeout)));
+      return;
+    case State::connecting:
+      ctx_->counters.timeouts.fetch_add(1, std::memory_order_relaxed);
+      backend_failed(fmt::format("no answer within {} ms", ms(ctx_->options.connect_timeout)));
+      return;
+    case State::relaying: {
+      const auto idle_until = last_activity_ + ctx_->options.idle_timeout;
+      if (Clock::now() < idle_until) {
+        arm_timer(idle_until);
+        return;
+      }
+      ctx_->counters.timeouts.fetch_add(1, std::memory_order_relaxed);
+      close(fmt::format("idle for {} ms", ms(ctx_->options.idle_timeout)));
+      return;
+    }
+    case State::finished: return;
+  }
+}
+
+std::string Session::describe_end(const boost::system::error_code& ec, const char* side) const {
+  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+    return fmt::format("{} closed the connection", side);
+  }
+  return fmt::format("{} connection failed: {}", side, ec.message());
+}
+
+}  // namespace tandem::portal::relay
