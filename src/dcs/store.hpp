@@ -67,7 +67,8 @@ class ClusterStore {
   // history: appends one entry (read-modify-write with compare on revision, retried).
   virtual Status append_history(const HistoryEntry& e) = 0;
 
-  // Blocks until something under the prefix changes after `revision`, or `timeout`
+  // Blocks until a key under the prefix other than members/* changes after `revision`
+  // (member records are rewritten every cycle and would wake every agent), or `timeout`
   // passes, or wake() is called. Returns the revision seen (unchanged on timeout).
   virtual Result<int64_t> wait_for_change(int64_t revision, std::chrono::milliseconds timeout) = 0;
   // Interrupts a wait_for_change in another thread.

@@ -278,6 +278,8 @@ Decision decide(const dcs::ClusterSnapshot& c, const LocalState& l, const dcs::D
     return make(Action::restart, i_lead ? "" : leader, "restarting PostgreSQL as requested");
   }
 
+  if (l.pg == PgRun::starting) return make(Action::none, "", "waiting for PostgreSQL to accept connections");
+
   // PostgreSQL is not running.
   if (l.pg != PgRun::running) {
     if (i_lead) {

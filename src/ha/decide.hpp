@@ -12,7 +12,7 @@
 
 namespace tandem::ha {
 
-enum class PgRun { stopped, running, crashed };
+enum class PgRun { stopped, starting, running, crashed };
 
 // One row of pg_stat_replication as the leader sees it.
 struct ReplicaPeer {

@@ -168,6 +168,13 @@ TEST(Decide, RestartRequested) {
   EXPECT_EQ(d.target, "b");
 }
 
+TEST(Decide, StartingPostgresIsLeftAlone) {
+  Fixture f;
+  f.lead("a");
+  f.l.pg = PgRun::starting;
+  EXPECT_EQ(f.run().action, Action::none);
+}
+
 TEST(Decide, CrashedLeaderRestartsInPlace) {
   Fixture f;
   f.lead("a");

@@ -1,0 +1,42 @@
+// `tandem agent --config FILE`: one HA agent beside one PostgreSQL member.
+#include <signal.h>
+
+#include <iostream>
+#include <memory>
+
+#include "base/log.hpp"
+#include "cli/commands.hpp"
+#include "config/agent_config.hpp"
+#include "ha/agent.hpp"
+
+namespace tandem::cli {
+
+Runner add_agent(CLI::App& app) {
+  auto path = std::make_shared<std::string>();
+  auto debug = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("agent", "Run the HA agent of one data member (supervises its PostgreSQL)");
+  cmd->add_option("--config,-c", *path, "Agent YAML configuration file")->required();
+  cmd->add_flag("--debug", *debug, "Log every HA cycle");
+  return [path, debug] {
+    auto cfg = config::load_agent_config(*path);
+    if (!cfg) {
+      std::cerr << "tandem agent: invalid configuration: " << cfg.error().message << "\n";
+      return 2;
+    }
+    log::init(cfg->name, cfg->log_file, *debug);
+    // Stop signals are taken by the agent's signal thread; block them everywhere else.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    ha::Agent agent(std::move(*cfg));
+    int rc = agent.run();
+    if (rc != 0) std::cerr << "tandem agent: failed to start; see " << (*path) << " and the agent log\n";
+    return rc;
+  };
+}
+
+}  // namespace tandem::cli

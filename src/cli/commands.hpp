@@ -1,0 +1,17 @@
+#pragma once
+// The subcommands of the tandem binary. Each registers its options on a CLI11 app and
+// returns a function that runs it (exit code).
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace tandem::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_up(CLI::App& app);
+Runner add_down(CLI::App& app);
+Runner add_agent(CLI::App& app);
+void add_ctl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
+
+}  // namespace tandem::cli

@@ -1,0 +1,199 @@
+#include "deploy/layout.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <openssl/rand.h>
+#include <nlohmann/json.hpp>
+
+#include "base/process.hpp"
+
+namespace tandem::deploy {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string EtcdNode::client_url() const {
+  return fmt::format("http://127.0.0.1:{}", client_port);
+}
+std::string EtcdNode::peer_url() const {
+  return fmt::format("http://127.0.0.1:{}", peer_port);
+}
+std::string DataMember::api_url() const {
+  return fmt::format("http://127.0.0.1:{}", api_port);
+}
+
+std::vector<std::string> Layout::etcd_endpoints() const {
+  std::vector<std::string> out;
+  for (const auto& e : etcd) out.push_back(e.client_url());
+  return out;
+}
+
+Layout make_layout(const std::string& dir, int base_port, const std::string& cluster) {
+  Layout l;
+  l.dir = dir;
+  l.base_port = base_port;
+  l.cluster = cluster;
+  for (int i = 0; i < 3; ++i) l.etcd.push_back({fmt::format("e{}", i + 1), base_port + 2 * i, base_port + 2 * i + 1});
+  for (int j = 0; j < 2; ++j) l.members.push_back({fmt::format("pg{}", j + 1), base_port + 10 + j, base_port + 20 + j});
+  return l;
+}
+
+namespace {
+
+Status write_file(const std::string& path, const std::string& content, mode_t mode) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return make_error(Errc::io, "cannot write {}", tmp);
+    out << content;
+    out.flush();
+    if (!out) return make_error(Errc::io, "cannot write {}", tmp);
+  }
+  if (chmod(tmp.c_str(), mode) != 0) return make_error(Errc::io, "chmod {}: {}", tmp, strerror(errno));
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return make_error(Errc::io, "rename {}: {}", path, ec.message());
+  return {};
+}
+
+std::string random_password() {
+  unsigned char buf[18];
+  if (RAND_bytes(buf, sizeof buf) != 1) throw std::runtime_error("RAND_bytes failed");
+  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::string out;
+  for (unsigned char c : buf) out.push_back(alphabet[c % 62]);
+  return out;
+}
+
+Status ensure_dir(const std::string& path, mode_t mode) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) return make_error(Errc::io, "cannot create {}: {}", path, ec.message());
+  if (chmod(path.c_str(), mode) != 0) return make_error(Errc::io, "chmod {}: {}", path, strerror(errno));
+  return {};
+}
+
+}  // namespace
+
+Status save_layout(const Layout& l) {
+  json j{{"cluster", l.cluster},
+         {"host", l.host},
+         {"base_port", l.base_port},
+         {"synchronous_mode", dcs::to_string(l.synchronous_mode)},
+         {"ttl", l.ttl}};
+  return write_file(l.dir + "/layout.json", j.dump(2) + "\n", 0644);
+}
+
+Result<Layout> load_layout(const std::string& dir) {
+  std::ifstream in(dir + "/layout.json");
+  if (!in) return make_error(Errc::not_found, "{} holds no deployment (no layout.json)", dir);
+  try {
+    json j = json::parse(in);
+    Layout l = make_layout(dir, j.at("base_port").get<int>(), j.at("cluster").get<std::string>());
+    l.host = j.value("host", "127.0.0.1");
+    l.ttl = j.value("ttl", 4);
+    l.synchronous_mode = dcs::parse_sync_mode(j.value("synchronous_mode", "on")).value_or(dcs::SyncMode::on);
+    return l;
+  } catch (const json::exception& e) {
+    return make_error(Errc::invalid_argument, "{}/layout.json is damaged: {}", dir, e.what());
+  }
+}
+
+std::string agent_config_yaml(const Layout& l, const DataMember& m) {
+  std::ostringstream y;
+  y << "# Written by `tandem up`; edit and restart the agent to change local settings.\n";
+  y << "cluster: " << l.cluster << "\n";
+  y << "name: " << m.name << "\n";
+  y << "etcd:\n  endpoints:\n";
+  for (const auto& e : l.etcd) y << "    - " << e.client_url() << "\n";
+  y << "data_dir: " << l.member_dir(m) << "/data\n";
+  y << "run_dir: " << l.member_dir(m) << "/run\n";
+  y << "log_file: " << l.log_path(m.name) << "\n";
+  y << "api:\n  listen: " << l.host << ":" << m.api_port << "\n";
+  y << "postgresql:\n  listen: " << l.host << ":" << m.pg_port << "\n";
+  y << "  log_file: " << l.log_path(m.name + "-postgresql") << "\n";
+  y << "  authentication:\n";
+  y << "    superuser: {username: postgres, password_file: " << l.secret_path("superuser.password") << "}\n";
+  y << "    replication: {username: replicator, password_file: " << l.secret_path("replication.password") << "}\n";
+  y << "    admin: {username: admin, password_file: " << l.secret_path("admin.password") << "}\n";
+  y << "ha:\n  ttl: " << l.ttl
+    << "\n  loop_wait: 1\n  retry_timeout: 2\n  synchronous_mode: " << dcs::to_string(l.synchronous_mode) << "\n";
+  return y.str();
+}
+
+Status prepare(const Layout& l) {
+  for (const char* sub : {"etcd", "members", "config", "logs", "run"}) {
+    if (auto s = ensure_dir(l.dir + "/" + sub, 0755); !s) return s;
+  }
+  if (auto s = ensure_dir(l.dir + "/secrets", 0700); !s) return s;
+  for (const char* secret : {"superuser.password", "replication.password", "admin.password"}) {
+    std::string path = l.secret_path(secret);
+    if (fs::exists(path)) continue;
+    if (auto s = write_file(path, random_password() + "\n", 0600); !s) return s;
+  }
+  for (const auto& m : l.members) {
+    if (auto s = ensure_dir(l.member_dir(m), 0755); !s) return s;
+    if (auto s = write_file(l.agent_config_path(m), agent_config_yaml(l, m), 0644); !s) return s;
+  }
+  // A pgpass file for the admin role, so clients need not see the password.
+  std::ifstream pw_in(l.secret_path("admin.password"));
+  std::string pw;
+  std::getline(pw_in, pw);
+  std::string pgpass;
+  for (const auto& m : l.members) pgpass += fmt::format("{}:{}:*:admin:{}\n", l.host, m.pg_port, pw);
+  return write_file(l.secret_path("pgpass"), pgpass, 0600);
+}
+
+std::string connection_uri(const Layout& l) {
+  std::string hosts;
+  for (const auto& m : l.members) {
+    if (!hosts.empty()) hosts += ",";
+    hosts += fmt::format("{}:{}", l.host, m.pg_port);
+  }
+  return fmt::format("postgresql://admin@{}/postgres?target_session_attrs=read-write&connect_timeout=5", hosts);
+}
+
+Status write_deployment_json(const Layout& l) {
+  json members = json::array();
+  for (const auto& m : l.members) {
+    members.push_back(json{{"name", m.name}, {"host", l.host}, {"pg_port", m.pg_port}, {"api_url", m.api_url()}});
+  }
+  json j{{"cluster", l.cluster},
+         {"etcd", l.etcd_endpoints()},
+         {"members", members},
+         {"admin", json{{"user", "admin"}, {"password_file", l.secret_path("admin.password")}}},
+         {"pgpass_file", l.secret_path("pgpass")},
+         {"connection_uri", connection_uri(l)}};
+  return write_file(l.dir + "/deployment.json", j.dump(2) + "\n", 0644);
+}
+
+Result<std::string> usable_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return make_error(Errc::io, "cannot create {}: {}", dir, ec.message());
+  std::string abs = fs::canonical(dir, ec).string();
+  if (ec) return make_error(Errc::io, "cannot resolve {}: {}", dir, ec.message());
+  auto ids = lookup_user("postgres");
+  if (!ids) return make_error(Errc::not_found, "the postgres user does not exist: install postgresql-15 first");
+  // Every parent must be searchable by the postgres user (PostgreSQL runs as postgres).
+  for (fs::path p = abs; !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    struct stat st {};
+    if (stat(p.c_str(), &st) != 0) break;
+    bool others_x = st.st_mode & S_IXOTH;
+    bool owner_x = st.st_uid == ids->first && (st.st_mode & S_IXUSR);
+    if (!others_x && !owner_x) {
+      return make_error(Errc::permission_denied,
+                        "the postgres user cannot reach {} because {} is not searchable by others (mode {:o}); "
+                        "use --dir outside a private home directory, e.g. --dir /var/lib/tandem",
+                        abs, p.string(), st.st_mode & 07777);
+    }
+  }
+  return abs;
+}
+
+}  // namespace tandem::deploy

@@ -1,0 +1,72 @@
+#pragma once
+// Layout of a local deployment made by `tandem up`: one directory holding the etcd
+// members, the data members, their configs, secrets, logs and pid files, with every port
+// derived from one base port. The layout is written to DIR/layout.json on first start and
+// read back afterwards, so a second `tandem up` restarts the same deployment.
+#include <string>
+#include <vector>
+
+#include "base/result.hpp"
+#include "dcs/cluster.hpp"
+
+namespace tandem::deploy {
+
+struct EtcdNode {
+  std::string name;  // e1, e2, e3
+  int client_port = 0;
+  int peer_port = 0;
+  std::string client_url() const;
+  std::string peer_url() const;
+};
+
+struct DataMember {
+  std::string name;  // pg1, pg2
+  int pg_port = 0;
+  int api_port = 0;
+  std::string api_url() const;
+};
+
+struct Layout {
+  std::string dir;  // absolute
+  std::string cluster = "tandem";
+  std::string host = "127.0.0.1";
+  int base_port = 0;
+  dcs::SyncMode synchronous_mode = dcs::SyncMode::on;
+  int ttl = 4;
+  std::vector<EtcdNode> etcd;
+  std::vector<DataMember> members;
+
+  std::string etcd_data_dir(const EtcdNode& e) const { return dir + "/etcd/" + e.name; }
+  std::string member_dir(const DataMember& m) const { return dir + "/members/" + m.name; }
+  std::string agent_config_path(const DataMember& m) const { return dir + "/config/" + m.name + ".yaml"; }
+  std::string log_path(const std::string& component) const { return dir + "/logs/" + component + ".log"; }
+  std::string pid_path(const std::string& component) const { return dir + "/run/" + component + ".pid"; }
+  std::string secret_path(const std::string& name) const { return dir + "/secrets/" + name; }
+  std::vector<std::string> etcd_endpoints() const;
+};
+
+// Ports: etcd i uses base+2i (client) and base+2i+1 (peer); member j uses base+10+j
+// (PostgreSQL) and base+20+j (REST API).
+Layout make_layout(const std::string& dir, int base_port, const std::string& cluster);
+
+Status save_layout(const Layout& l);
+// nullopt-like: Errc::not_found when DIR has no layout yet.
+Result<Layout> load_layout(const std::string& dir);
+
+// Creates DIR's folders, secrets (random passwords, 0600) and agent configs. Idempotent:
+// existing secrets are kept.
+Status prepare(const Layout& l);
+
+// The YAML config of one agent.
+std::string agent_config_yaml(const Layout& l, const DataMember& m);
+
+// deployment.json: what clients and later tools need to find the deployment.
+Status write_deployment_json(const Layout& l);
+
+// A libpq URI listing both members, which reaches the leader (target_session_attrs=read-write).
+std::string connection_uri(const Layout& l);
+
+// Absolute path of a directory; checks that the postgres user can traverse to it.
+Result<std::string> usable_dir(const std::string& dir);
+
+}  // namespace tandem::deploy

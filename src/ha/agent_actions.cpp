@@ -1,0 +1,378 @@
+// The agent's actions: each carries out one Decision on the HA thread.
+#include <filesystem>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "config/agent_config.hpp"
+#include "ha/agent.hpp"
+#include "ha/lease_keeper.hpp"
+#include "pg/admin.hpp"
+#include "pg/conninfo.hpp"
+#include "pg/passfile.hpp"
+#include "pg/setup.hpp"
+#include "pg/status.hpp"
+#include "pg/tools.hpp"
+
+namespace tandem::ha {
+
+namespace {
+
+constexpr Millis kStartTimeout = Seconds(60);
+
+void log_failure(const char* what, const Status& s) {
+  if (!s) spdlog::error("{} failed: {}", what, s.error().message);
+}
+
+}  // namespace
+
+Status Agent::write_passfile() {
+  std::vector<pg::PassEntry> entries;
+  for (const auto* cred : {&cfg_.replication, &cfg_.superuser}) {
+    if (cred->password_file.empty()) continue;
+    auto pw = config::read_secret_file(cred->password_file);
+    if (!pw) return pw.error();
+    entries.push_back(pg::PassEntry{"*", "*", "*", cred->username, Secret(*pw)});
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(cfg_.run_dir, ec);
+  return pg::write_passfile(passfile_, entries, cfg_.run_as);
+}
+
+pg::ConnParams Agent::remote_params(const dcs::Member& m, bool replication) const {
+  pg::ConnParams p;
+  p.host = m.host;
+  p.port = m.pg_port;
+  p.user = cfg_.replication.username;
+  p.passfile = passfile_;
+  p.application_name = cfg_.name;
+  p.connect_timeout_s = std::max(2, dyn_.retry_timeout);
+  p.replication = replication;
+  return p;
+}
+
+pg::ManagedConfig Agent::managed(pg::Role role, const dcs::Member* upstream) const {
+  pg::ManagedConfig mc;
+  mc.role = role;
+  mc.parameters = dyn_.parameters;
+  for (const auto& [k, v] : cfg_.parameters) mc.parameters[k] = v;
+  if (role == pg::Role::standby && upstream != nullptr) {
+    pg::Upstream up;
+    up.host = upstream->host;
+    up.port = upstream->pg_port;
+    up.user = cfg_.replication.username;
+    up.passfile = passfile_;
+    up.slot = pg::slot_name_for(cfg_.name);
+    up.connect_timeout_s = std::max(2, dyn_.retry_timeout);
+    mc.upstream = up;
+  }
+  if (role == pg::Role::primary) mc.synchronous_standby_names = sync_names_;
+  return mc;
+}
+
+Status Agent::stop_pg(pg::StopMode mode) {
+  if (!pm_started_) return {};
+  expect_exit_ = true;
+  conn_.reset();
+  auto s = pm_.stop(mode, mode == pg::StopMode::immediate ? Seconds(5) : Seconds(30));
+  pm_.poll();
+  pm_started_ = false;
+  expect_exit_ = false;
+  pg_status_.reset();
+  pg_started_ms_ = 0;
+  return s;
+}
+
+Status Agent::do_start(pg::Role role, const dcs::Member* upstream) {
+  if (role == pg::Role::primary) sync_names_ = dyn_.synchronous_mode == dcs::SyncMode::strict ? "*" : "";
+  auto written = pg::write_managed_config(settings_, managed(role, upstream));
+  if (!written) return written.error();
+  following_ = role == pg::Role::standby && upstream != nullptr ? upstream->name : "";
+  if (auto s = pm_.start(); !s) return s;
+  pm_started_ = true;
+  expect_exit_ = false;
+  pg_started_ms_ = unix_millis_now();
+  auto ready = pm_.wait_ready(kStartTimeout);
+  if (!ready) {
+    if (!pm_.running()) {
+      pm_started_ = false;
+      pg_down_since_ = pg_down_since_.value_or(SteadyClock::now());
+    }
+    return ready;
+  }
+  pg_down_since_.reset();
+  return {};
+}
+
+Status Agent::do_follow(const dcs::Member* upstream) {
+  auto change = pm_.apply_config(managed(pg::Role::standby, upstream));
+  if (!change) return change.error();
+  following_ = upstream ? upstream->name : "";
+  if (change->standby_signal_changed) {
+    if (auto s = stop_pg(pg::StopMode::fast); !s) return s;
+    return do_start(pg::Role::standby, upstream);
+  }
+  return {};
+}
+
+Status Agent::do_bootstrap() {
+  auto won = store_->try_initialize(cfg_.name);
+  if (!won) return won.error();
+  if (!*won) {
+    spdlog::info("another member is bootstrapping the cluster");
+    return {};
+  }
+  phase_ = "bootstrapping";
+  auto fail = [&](Status s) {
+    (void)stop_pg(pg::StopMode::immediate);
+    (void)pg::empty_data_dir(settings_);
+    (void)store_->cancel_initialize(cfg_.name);
+    phase_.clear();
+    return s;
+  };
+  auto su_pw = config::read_secret_file(cfg_.superuser.password_file);
+  if (!su_pw) return fail(su_pw.error());
+  if (auto s = pg::initdb(settings_, Secret(*su_pw)); !s) return fail(s);
+  if (auto s = do_start(pg::Role::primary, nullptr); !s) return fail(s);
+  auto* c = local_conn();
+  if (c == nullptr) return fail(make_error(Errc::unavailable, "cannot connect to the new PostgreSQL"));
+  auto repl_pw = config::read_secret_file(cfg_.replication.password_file);
+  auto admin_pw = config::read_secret_file(cfg_.admin.password_file);
+  if (!repl_pw) return fail(repl_pw.error());
+  if (!admin_pw) return fail(admin_pw.error());
+  if (auto s =
+          pg::create_roles(*c, {cfg_.replication.username, Secret(*repl_pw)}, {cfg_.admin.username, Secret(*admin_pw)});
+      !s) {
+    return fail(s);
+  }
+  // PostgreSQL 15 no longer lets every role create in schema public; the admin role is
+  // the deployment's operator account, so it gets the schema and monitoring rights.
+  if (auto q = c->quote_identifier(cfg_.admin.username); q) {
+    auto g = c->exec_script(
+        fmt::format("GRANT ALL ON SCHEMA public TO {0}; GRANT pg_monitor, pg_signal_backend TO {0}", *q));
+    if (!g) return fail(g.error());
+  }
+  auto st = pg::query_status(*c);
+  if (!st) return fail(st.error());
+  auto held = store_->try_acquire_leader(cfg_.name, keeper_->lease_id());
+  if (!held || !*held)
+    return fail(held ? make_error(Errc::conflict, "another member took the leader key during bootstrap")
+                     : held.error());
+  set_was_primary(true);
+  (void)store_->set_initialize(cfg_.name, std::to_string(st->system_identifier));
+  (void)store_->write_sync(dcs::SyncState{cfg_.name, std::nullopt, 0});
+  (void)store_->append_history(
+      dcs::HistoryEntry{unix_millis_now(), "", cfg_.name, "bootstrap", st->timeline, st->wal_position()});
+  last_leader_ = cfg_.name;
+  phase_.clear();
+  spdlog::info("bootstrapped cluster {} (system identifier {}); I am the leader", cfg_.cluster, st->system_identifier);
+  return {};
+}
+
+Status Agent::do_clone(const dcs::Member& source) {
+  phase_ = "cloning";
+  publish(store_->load(), LocalState{});
+  (void)stop_pg(pg::StopMode::immediate);
+  if (auto s = pg::empty_data_dir(settings_); !s) {
+    phase_.clear();
+    return s;
+  }
+  spdlog::info("cloning from {} ({}:{})", source.name, source.host, source.pg_port);
+  auto r = pg::basebackup(settings_, remote_params(source, true));
+  phase_.clear();
+  if (!r) return r.error();
+  set_was_primary(false);
+  spdlog::info("clone from {} finished in {} ms", source.name, r->elapsed.count());
+  return do_start(pg::Role::standby, &source);
+}
+
+Status Agent::do_rewind(const dcs::Member& source) {
+  phase_ = "rewinding";
+  if (auto s = stop_pg(pg::StopMode::fast); !s)
+    spdlog::warn("stopping PostgreSQL before rewind: {}", s.error().message);
+  // A freshly promoted source must have its new timeline in pg_control (see FACTS).
+  auto src = remote_params(source, false);
+  if (auto c = pg::Connection::open(src)) {
+    log_failure("CHECKPOINT on the new leader", pg::checkpoint(*c));
+  }
+  auto r = pg::rewind(settings_, src);
+  phase_.clear();
+  if (!r) {
+    if (r.error().code == Errc::unavailable) return r.error();  // the source is unreachable: try again later
+    spdlog::error("pg_rewind from {} failed ({}); re-cloning instead", source.name, r.error().message);
+    return do_clone(source);
+  }
+  spdlog::info("{}", r->rewound ? fmt::format("rewound to {}'s timeline", source.name) : "no rewind was needed");
+  set_was_primary(false);
+  return do_start(pg::Role::standby, &source);
+}
+
+Status Agent::do_promote(const std::string& reason) {
+  phase_ = "promoting";
+  set_was_primary(true);
+  if (auto s = pm_.promote(); !s) {
+    phase_.clear();
+    return s;
+  }
+  auto deadline = SteadyClock::now() + Seconds(60);
+  while (SteadyClock::now() < deadline) {
+    auto* c = local_conn();
+    if (c != nullptr) {
+      auto rows = c->exec("SELECT pg_is_in_recovery()");
+      if (rows && !rows->rows.empty() && rows->rows[0][0] == "f") break;
+    }
+    std::this_thread::sleep_for(Millis(20));
+  }
+  phase_.clear();
+  following_.clear();
+  // PostgreSQL removed standby.signal itself; now drop primary_conninfo and set the
+  // synchronous standby names a new primary starts with.
+  sync_names_ = dyn_.synchronous_mode == dcs::SyncMode::strict ? "*" : "";
+  auto change = pm_.apply_config(managed(pg::Role::primary, nullptr));
+  if (!change) log_failure("writing the primary configuration", change.error());
+  auto* c = local_conn();
+  auto st = c ? pg::query_status(*c) : Result<pg::MemberStatus>(make_error(Errc::unavailable, "no connection"));
+  if (!st || st->in_recovery) return make_error(Errc::timeout, "PostgreSQL did not finish promotion within 60 s");
+  pg_status_ = *st;
+  spdlog::info("promoted: now primary on timeline {} at {} ({})", st->timeline, st->wal_position().to_string(), reason);
+  return {};
+}
+
+Status Agent::do_acquire(const dcs::ClusterSnapshot& snap, const LocalState& local) {
+  auto won = store_->try_acquire_leader(cfg_.name, keeper_->lease_id());
+  if (!won) return won.error();
+  if (!*won) {
+    spdlog::info("another member took the leader key first");
+    return {};
+  }
+  std::string reason = "failover";
+  if (snap.switchover && snap.switchover->candidate == cfg_.name)
+    reason = snap.switchover->leader.empty() ? "manual failover" : "switchover";
+  std::string from = snap.sync ? snap.sync->leader : local.last_leader;
+  if (local.in_recovery) {
+    if (auto s = do_promote(reason); !s) {
+      spdlog::error("promotion failed ({}); giving up the leader key", s.error().message);
+      (void)store_->release_leader(cfg_.name);
+      return s;
+    }
+  } else {
+    set_was_primary(true);
+  }
+  last_leader_ = cfg_.name;
+  if (snap.switchover) (void)store_->clear_switchover();
+  // The sync key now names this leader with no standby until one is synchronous again.
+  (void)store_->write_sync(dcs::SyncState{cfg_.name, std::nullopt, 0});
+  uint32_t tl = pg_status_ ? pg_status_->timeline : local.timeline;
+  Lsn lsn = pg_status_ ? pg_status_->wal_position() : local.wal_position;
+  (void)store_->append_history(
+      dcs::HistoryEntry{unix_millis_now(), from == cfg_.name ? "" : from, cfg_.name, reason, tl, lsn});
+  return {};
+}
+
+Status Agent::ensure_slots(const dcs::ClusterSnapshot& snap) {
+  auto* c = local_conn();
+  if (c == nullptr) return make_error(Errc::unavailable, "no connection to the local PostgreSQL");
+  for (const auto& [name, m] : snap.members) {
+    if (name == cfg_.name) continue;
+    auto r = pg::create_physical_slot(*c, pg::slot_name_for(name));
+    if (!r) return r.error();
+    if (*r) spdlog::info("created replication slot {} for {}", pg::slot_name_for(name), name);
+  }
+  return {};
+}
+
+Status Agent::do_keep_leader(const Decision& d, const dcs::ClusterSnapshot& snap, const LocalState& local) {
+  if (snap.leader && snap.leader->lease_id != keeper_->lease_id()) {
+    auto r = store_->refresh_leader(cfg_.name, keeper_->lease_id());
+    if (!r) return r.error();
+    if (!*r) return make_error(Errc::conflict, "lost the leader key while re-binding it to my new lease");
+    spdlog::info("re-bound the leader key to lease {:x}", keeper_->lease_id());
+  }
+  if (!dyn_.paused) log_failure("maintaining replication slots", ensure_slots(snap));
+  switch (d.sync.step) {
+    case SyncPlan::Step::none: break;
+    case SyncPlan::Step::set_standby_names: {
+      sync_names_ = d.sync.standby_names;
+      auto change = pm_.apply_config(managed(pg::Role::primary, nullptr));
+      if (!change) return change.error();
+      sync_requested_at_ = local.wal_position;
+      if (auto* c = local_conn()) {
+        auto w = pg::wait_for_setting(*c, "synchronous_standby_names", sync_names_, Seconds(5));
+        log_failure("reloading synchronous_standby_names", w);
+        if (auto rows = c->exec("SELECT pg_current_wal_lsn()::text"); rows && !rows->rows.empty() && rows->rows[0][0]) {
+          sync_requested_at_ = Lsn::parse(*rows->rows[0][0]).value_or(local.wal_position);
+        }
+      }
+      break;
+    }
+    case SyncPlan::Step::record_standby:
+    case SyncPlan::Step::unrecord_standby: {
+      auto ok = store_->write_sync(dcs::SyncState{cfg_.name, d.sync.standby, 0});
+      if (!ok) return ok.error();
+      if (!*ok) return make_error(Errc::conflict, "cannot record the sync standby: I no longer hold the leader key");
+      break;
+    }
+  }
+  return {};
+}
+
+Status Agent::do_switchover(const std::string& candidate) {
+  spdlog::info("switchover: stopping PostgreSQL (fast) so {} receives every last WAL record", candidate);
+  auto s = stop_pg(pg::StopMode::fast);
+  if (!s) spdlog::warn("fast shutdown: {}", s.error().message);
+  auto released = store_->release_leader(cfg_.name);
+  if (!released) return released.error();
+  spdlog::info("switchover: released the leader key for {}", candidate);
+  return {};
+}
+
+void Agent::execute(const Decision& d, const dcs::ClusterSnapshot& snap, const LocalState& local) {
+  const dcs::Member* target = d.target.empty() ? nullptr : snap.member(d.target);
+  Status s;
+  switch (d.action) {
+    case Action::none: break;
+    case Action::bootstrap: s = do_bootstrap(); break;
+    case Action::clone:
+      if (target == nullptr) return;
+      s = do_clone(*target);
+      break;
+    case Action::start_replica: s = do_start(pg::Role::standby, target); break;
+    case Action::start_primary: s = do_start(pg::Role::primary, nullptr); break;
+    case Action::restart: {
+      bool primary = local.pg == PgRun::running && !local.in_recovery;
+      if (auto st = stop_pg(pg::StopMode::fast); !st) log_failure("stop before restart", st);
+      s = do_start(primary ? pg::Role::primary : pg::Role::standby, primary ? nullptr : target);
+      break;
+    }
+    case Action::follow: s = do_follow(target); break;
+    case Action::rewind:
+      if (target == nullptr) return;
+      s = do_rewind(*target);
+      break;
+    case Action::reinitialize:
+      if (target == nullptr) return;
+      s = do_clone(*target);
+      break;
+    case Action::acquire_leader: s = do_acquire(snap, local); break;
+    case Action::promote: s = do_promote("leader key held"); break;
+    case Action::keep_leader: s = do_keep_leader(d, snap, local); break;
+    case Action::demote:
+      // Stop writes at once; the next cycle rewinds and follows (or starts read-only).
+      s = stop_pg(pg::StopMode::immediate);
+      break;
+    case Action::fence:
+      fenced_ = true;
+      s = stop_pg(pg::StopMode::immediate);
+      break;
+    case Action::release_leader: {
+      auto r = store_->release_leader(cfg_.name);
+      if (!r) s = r.error();
+      break;
+    }
+    case Action::switchover: s = do_switchover(d.target); break;
+    case Action::clear_switchover: s = store_->clear_switchover(); break;
+  }
+  if (!s) spdlog::error("{} failed: {}", to_string(d.action), s.error().message);
+}
+
+}  // namespace tandem::ha
