@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything Tandem needs to build, run and test on Debian 12 (as root).
+# Idempotent: packages already present are skipped quickly.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config clang-format clang-14 libclang-rt-14-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libboost-dev libboost-system-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
+  libcli11-dev libzstd-dev libssl-dev libpq-dev libgtest-dev libgmock-dev libbenchmark-dev
+  postgresql-15 postgresql-contrib etcd-server etcd-client openssl curl bc procps iproute2
+)
+# Only for benchmarks (the anchors we compare against).
+BENCH_PACKAGES=(haproxy patroni python3-etcd python3-psycopg2 pgbackrest)
+
+want=("${PACKAGES[@]}")
+if [[ "${1:-}" == "--bench" ]]; then want+=("${BENCH_PACKAGES[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Debian starts a default cluster on port 5432 and an etcd on 2379; Tandem runs its own.
+if command -v pg_ctlcluster >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q "^15 *main .*online"; then
+  pg_ctlcluster 15 main stop || true
+fi
+if systemctl is-active --quiet etcd 2>/dev/null; then systemctl stop etcd || true; fi
