@@ -1,5 +1,7 @@
 #include "dcs/etcd/etcd_client.hpp"
 
+#include <cstdlib>
+#include <mutex>
 #include <stdexcept>
 
 #include "dcs/etcd/etcd_client_impl.hpp"
@@ -91,7 +93,22 @@ void require_leader(grpc::ClientContext& ctx) {
   ctx.AddMetadata("hasleader", "true");
 }
 
+namespace {
+
+// With the synchronous API, a channel's reconnection attempts only make progress while a
+// call is polling it or when gRPC's "backup poller" runs, every 5 s by default. Calls that
+// fail fast on a disconnected channel never poll, so after an endpoint comes back it would
+// take 5-10 s to be usable again. Poll every 100 ms instead. Read once by grpc_init, so it
+// must be set before the first channel exists; an operator's own setting wins.
+void tune_grpc_polling() {
+  static std::once_flag once;
+  std::call_once(once, [] { setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "100", 0); });
+}
+
+}  // namespace
+
 EtcdClient::Impl::Impl(const EtcdOptions& options) : urls(options.endpoints), call_timeout(options.call_timeout) {
+  tune_grpc_polling();
   if (urls.empty()) throw std::invalid_argument("etcd: no endpoints configured");
   if (call_timeout <= std::chrono::milliseconds(0)) throw std::invalid_argument("etcd: call_timeout must be positive");
   retry_timeout = options.retry_timeout > std::chrono::milliseconds(0)
@@ -107,8 +124,10 @@ EtcdClient::Impl::Impl(const EtcdOptions& options) : urls(options.endpoints), ca
     grpc::ChannelArguments args;
     // Reconnect quickly after a member restarts; gRPC's default backoff grows to minutes.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    // gRPC uses this as the timeout of one connection attempt (TCP + HTTP/2 handshake);
+    // calls still obey their own deadline.
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 3000);
     // Detect a dead peer on an idle watch stream; etcd accepts pings every 5 s or slower.
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);

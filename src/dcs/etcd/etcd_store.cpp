@@ -44,8 +44,14 @@ Result<ClusterSnapshot> EtcdStore::load() {
   ClusterSnapshot s;
   s.revision = r->revision;
   auto skip = [&](const KeyValue& kv, const Error& e) {
-    spdlog::warn("dcs: ignoring {} (mod revision {}) in the snapshot at revision {}: {}", kv.key, kv.mod_revision,
-                 s.revision, e.message);
+    // Once per stored version of the key, not once per HA cycle.
+    {
+      std::lock_guard lock(mu_);
+      auto [it, inserted] = reported_bad_.try_emplace(kv.key, kv.mod_revision);
+      if (!inserted && it->second == kv.mod_revision) return;
+      it->second = kv.mod_revision;
+    }
+    spdlog::warn("dcs: ignoring {} (mod revision {}): {}; fix or delete the key", kv.key, kv.mod_revision, e.message);
   };
   const std::string members = keys_.members();
   for (const auto& kv : r->kvs) {
@@ -260,7 +266,14 @@ Status EtcdStore::append_history(const HistoryEntry& e) {
 
 void EtcdStore::on_watch(const WatchUpdate& u) {
   int64_t top = 0;
-  for (const auto& ev : u.events) top = std::max(top, ev.kv.mod_revision);
+  // Member records change every HA cycle of every agent; waking on them would make the
+  // agents wake each other in a loop. Decisions react to the other keys; member updates
+  // are read at the next loop_wait.
+  const std::string members = keys_.members();
+  for (const auto& ev : u.events) {
+    if (ev.kv.key.compare(0, members.size(), members) == 0) continue;
+    top = std::max(top, ev.kv.mod_revision);
+  }
   // Compacted history: we cannot tell what changed, so report the current revision; the
   // caller reloads.
   if (u.compact_revision > 0) top = std::max(top, u.revision);
