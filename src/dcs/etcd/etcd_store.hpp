@@ -10,6 +10,7 @@
 // Every compare-and-swap is one etcd transaction whose failure branch reads the key back,
 // so an attempt retried after a lost answer still reports success when it had applied.
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -79,10 +80,11 @@ class EtcdStore final : public ClusterStore {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  int64_t watch_from_ = 0;              // first revision the watch covers; 0 before it has started
-  int64_t latest_rev_ = 0;              // highest revision of a change seen by the watch
-  bool wake_pending_ = false;           // wake() called and not yet consumed by a wait
-  std::unique_ptr<PrefixWatch> watch_;  // declared last: stopped before the rest goes away
+  int64_t watch_from_ = 0;                       // first revision the watch covers; 0 before it has started
+  int64_t latest_rev_ = 0;                       // highest revision of a change seen by the watch
+  bool wake_pending_ = false;                    // wake() called and not yet consumed by a wait
+  std::map<std::string, int64_t> reported_bad_;  // malformed key -> mod revision already logged
+  std::unique_ptr<PrefixWatch> watch_;           // declared last: stopped before the rest goes away
 };
 
 }  // namespace tandem::dcs::etcd
