@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -122,6 +123,11 @@ Result<pid_t> spawn(const SpawnOptions& opts) {
     sigprocmask(SIG_SETMASK, &none, nullptr);
     for (int s = 1; s < NSIG; ++s) signal(s, SIG_DFL);
     if (opts.new_session) setsid();
+    // Only stdin/stdout/stderr cross exec: sockets the parent opened without CLOEXEC
+    // (an API listener, DCS connections) must not outlive it in a long-running child.
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
+      for (int fd = 3; fd < 65536; ++fd) close(fd);
+    }
     if (chdir(cwd.c_str()) != 0) child_fail(2, "chdir");
     if (ids) {
       if (setgroups(0, nullptr) != 0) child_fail(2, "setgroups");

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/log.hpp"
+
 namespace tandem::pg {
 
 namespace {
@@ -108,6 +110,10 @@ Result<Connection> Connection::open(const ConnParams& params) {
     return make_error(errc_for_connect_message(msg), "cannot connect to {}:{} as {}: {}", params.host, params.port,
                       params.user, msg);
   }
+  // Server notices (e.g. "terminating connection due to immediate shutdown") go to our
+  // log instead of libpq's default, stderr.
+  PQsetNoticeProcessor(
+      c, [](void*, const char* message) { spdlog::debug("postgres notice: {}", trim(message)); }, nullptr);
   auto timeout = params.statement_timeout_ms > 0 ? std::chrono::milliseconds(params.statement_timeout_ms + 2000)
                                                  : std::chrono::milliseconds(30000);
   return Connection(c, timeout);
