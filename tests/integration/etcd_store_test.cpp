@@ -137,7 +137,7 @@ TEST_F(EtcdStoreTest, LeaseExpiryRemovesLeaderAndMember) {
   auto ttl = s->keepalive(lease->id);
   ASSERT_TRUE(ttl.ok()) << ttl.error().to_string();
   EXPECT_EQ(*ttl, 0) << "keepalive of an expired lease reports TTL 0";
-  EXPECT_EQ(s->client().lease_time_to_live(lease->id)->ttl, -1);
+  EXPECT_EQ(s->kv().lease_time_to_live(lease->id)->ttl, -1);
   EXPECT_TRUE(s->revoke_lease(lease->id).ok()) << "revoking an expired lease is not an error";
 }
 
@@ -294,15 +294,15 @@ TEST_F(EtcdStoreTest, ConcurrentHistoryAppendsAreNotLost) {
 
 TEST_F(EtcdStoreTest, MalformedValuesAreSkipped) {
   auto s = make_store();
-  auto& raw = s->client();
+  auto& raw = s->kv();
   const auto& k = s->keys();
-  ASSERT_TRUE(raw.put(k.member("broken"), "{not json").ok());
-  ASSERT_TRUE(raw.put(k.member("noname"), R"({"role":"replica"})").ok());
-  ASSERT_TRUE(raw.put(k.config(), R"({"ttl":"ten"})").ok());
-  ASSERT_TRUE(raw.put(k.history(), R"({"not":"an array"})").ok());
-  ASSERT_TRUE(raw.put(k.sync(), "[1,2").ok());
-  ASSERT_TRUE(raw.put(k.switchover(), "42").ok());
-  ASSERT_TRUE(raw.put(k.prefix + "unknown/key", "whatever").ok());
+  ASSERT_TRUE(raw.put(k.member("broken"), "{not json", 0).ok());
+  ASSERT_TRUE(raw.put(k.member("noname"), R"({"role":"replica"})", 0).ok());
+  ASSERT_TRUE(raw.put(k.config(), R"({"ttl":"ten"})", 0).ok());
+  ASSERT_TRUE(raw.put(k.history(), R"({"not":"an array"})", 0).ok());
+  ASSERT_TRUE(raw.put(k.sync(), "[1,2", 0).ok());
+  ASSERT_TRUE(raw.put(k.switchover(), "42", 0).ok());
+  ASSERT_TRUE(raw.put(k.prefix + "unknown/key", "whatever", 0).ok());
   ASSERT_TRUE(s->put_member(member("good"), 0).ok());
   auto snap = s->load();
   ASSERT_TRUE(snap.ok()) << snap.error().to_string();
@@ -321,18 +321,20 @@ TEST_F(EtcdStoreTest, WaitForChangeWakesOnRemotePut) {
   auto writer = make_store();
   auto snap = waiter->load();
   ASSERT_TRUE(snap.ok());
-  // Start the watch and check the quiet case first.
+  // Start the watch and check the quiet case first. Member records are rewritten by every
+  // agent every cycle and must not wake anyone (see ClusterStore::wait_for_change).
+  ASSERT_TRUE(writer->put_member(member("chatty"), 0).ok());
   auto start = Clock::now();
   auto quiet = waiter->wait_for_change(snap->revision, 300ms);
   ASSERT_TRUE(quiet.ok());
-  EXPECT_EQ(*quiet, snap->revision) << "nothing changed: the revision must come back unchanged";
+  EXPECT_EQ(*quiet, snap->revision) << "only a member record changed: the revision must come back unchanged";
   EXPECT_GE(ms_since(start), 290);
 
   std::atomic<int64_t> put_rev{0};
   std::atomic<int64_t> put_done_ns{0};
   std::thread t([&] {
     std::this_thread::sleep_for(200ms);  // let the waiter block first
-    auto r = writer->client().put(writer->keys().member("remote"), member("remote").name);
+    auto r = writer->kv().put(writer->keys().initialize(), "7301234567890", 0);
     if (r.ok()) put_rev = *r;
     put_done_ns = Clock::now().time_since_epoch().count();
   });
@@ -393,12 +395,12 @@ TEST_F(EtcdStoreTest, LeaseExpiryWakesWaiter) {
 // Watches must report compaction so that the caller reloads, then go on.
 TEST_F(EtcdStoreTest, WatchReportsCompaction) {
   auto s = make_store();
-  auto& c = s->client();
+  auto& c = *s->etcd_client();
   const std::string prefix = s->keys().prefix + "w/";
-  auto first = c.put(prefix + "a", "1");
+  auto first = c.put(prefix + "a", "1", 0);
   ASSERT_TRUE(first.ok());
   int64_t last = 0;
-  for (int i = 0; i < 5; ++i) last = *c.put(prefix + "a", std::to_string(i));
+  for (int i = 0; i < 5; ++i) last = *c.put(prefix + "a", std::to_string(i), 0);
   SpawnOptions o;
   o.argv = {"/usr/bin/etcdctl", "--endpoints=" + etcd_->endpoint(0), "compact", std::to_string(last)};
   o.env["ETCDCTL_API"] = "3";
@@ -407,10 +409,13 @@ TEST_F(EtcdStoreTest, WatchReportsCompaction) {
 
   std::mutex mu;
   std::vector<dcs::etcd::WatchUpdate> updates;
-  auto w = c.watch_prefix(prefix, *first, [&](const dcs::etcd::WatchUpdate& u) {
-    std::lock_guard lock(mu);
-    updates.push_back(u);
-  });
+  auto w = c.watch_prefix(
+      prefix, *first,
+      [&](const dcs::etcd::WatchUpdate& u) {
+        std::lock_guard lock(mu);
+        updates.push_back(u);
+      },
+      false);
   auto compacted = [&] {
     std::lock_guard lock(mu);
     for (const auto& u : updates) {
@@ -419,7 +424,7 @@ TEST_F(EtcdStoreTest, WatchReportsCompaction) {
     return false;
   };
   ASSERT_TRUE(testkit::wait_until(compacted, 5s));
-  auto next = c.put(prefix + "b", "after");
+  auto next = c.put(prefix + "b", "after", 0);
   ASSERT_TRUE(next.ok());
   auto saw_next = [&] {
     std::lock_guard lock(mu);
@@ -453,7 +458,7 @@ TEST_F(EtcdFailoverTest, SurvivesLossOfTheMemberInUse) {
   auto lease = s.grant_lease(30);
   ASSERT_TRUE(lease.ok()) << lease.error().to_string();
   ASSERT_TRUE(*s.try_acquire_leader("a", lease->id));
-  const std::string used = s.client().current_endpoint();
+  const std::string used = s.etcd_client()->current_endpoint();
   const int idx = index_of(used);
   ASSERT_GE(idx, 0);
   etcd_.kill(idx);
@@ -463,7 +468,7 @@ TEST_F(EtcdFailoverTest, SurvivesLossOfTheMemberInUse) {
   ASSERT_TRUE(snap.ok()) << snap.error().to_string();
   ASSERT_TRUE(snap->leader);
   EXPECT_EQ(snap->leader->name, "a");
-  EXPECT_NE(s.client().current_endpoint(), used) << "the client must have moved to a live member";
+  EXPECT_NE(s.etcd_client()->current_endpoint(), used) << "the client must have moved to a live member";
   auto ttl = s.keepalive(lease->id);
   ASSERT_TRUE(ttl.ok()) << ttl.error().to_string();
   EXPECT_GT(*ttl, 0);
@@ -511,22 +516,25 @@ TEST_F(EtcdFailoverTest, WatchResumesAfterEndpointDies) {
   const std::string prefix = "/watchtest/";
   std::mutex mu;
   std::vector<dcs::etcd::KeyValue> seen;
-  auto w = watcher.watch_prefix(prefix, 0, [&](const dcs::etcd::WatchUpdate& u) {
-    std::lock_guard lock(mu);
-    for (const auto& e : u.events) seen.push_back(e.kv);
-  });
+  auto w = watcher.watch_prefix(
+      prefix, 0,
+      [&](const dcs::etcd::WatchUpdate& u) {
+        std::lock_guard lock(mu);
+        for (const auto& e : u.events) seen.push_back(e.kv);
+      },
+      false);
   ASSERT_TRUE(testkit::wait_until([&] { return w->connected(); }, 5s));
   auto count = [&] {
     std::lock_guard lock(mu);
     return seen.size();
   };
-  ASSERT_TRUE(writer.put(prefix + "k1", "v").ok());
+  ASSERT_TRUE(writer.put(prefix + "k1", "v", 0).ok());
   ASSERT_TRUE(testkit::wait_until([&] { return count() == 1; }, 5s));
 
   etcd_.kill(0);
   std::vector<int64_t> revs;
   for (int i = 2; i <= 5; ++i) {
-    auto r = writer.put(prefix + "k" + std::to_string(i), "v");
+    auto r = writer.put(prefix + "k" + std::to_string(i), "v", 0);
     ASSERT_TRUE(r.ok()) << r.error().to_string();
     revs.push_back(*r);
   }
@@ -550,9 +558,10 @@ TEST_F(EtcdFailoverTest, StoreWaitSurvivesEndpointDeath) {
   ASSERT_TRUE(snap.ok());
   // Starts the background watch on the endpoint the client uses now, then kill that one.
   EXPECT_EQ(*waiter.wait_for_change(snap->revision, 200ms), snap->revision);
-  etcd_.kill(index_of(waiter.client().current_endpoint()));
-  auto r = writer.put_member(member("late"), 0);
+  etcd_.kill(index_of(waiter.etcd_client()->current_endpoint()));
+  auto r = writer.set_switchover(dcs::Switchover{"a", "b", 0, 0});
   ASSERT_TRUE(r.ok()) << r.error().to_string();
+  ASSERT_TRUE(*r);
   auto start = Clock::now();
   auto changed = waiter.wait_for_change(snap->revision, 10s);
   ASSERT_TRUE(changed.ok());

@@ -12,99 +12,10 @@
 #include <vector>
 
 #include "base/result.hpp"
+#include "dcs/etcd/kv.hpp"
 #include "dcs/store.hpp"
 
 namespace tandem::dcs::etcd {
-
-// One stored key as etcd reports it.
-struct KeyValue {
-  std::string key;
-  std::string value;
-  int64_t create_revision = 0;
-  int64_t mod_revision = 0;
-  int64_t version = 0;
-  int64_t lease = 0;
-  bool operator==(const KeyValue&) const = default;
-};
-
-struct RangeResult {
-  int64_t revision = 0;  // store revision the read was served at
-  std::vector<KeyValue> kvs;
-};
-
-struct DeleteResult {
-  int64_t revision = 0;
-  int64_t deleted = 0;
-};
-
-// A guard of a transaction. A missing key has create/mod revision and version 0; a VALUE
-// compare on a missing key is always false.
-struct TxnCompare {
-  enum class Target { version, create_revision, mod_revision, value };
-  enum class Op { equal, not_equal, greater, less };
-  std::string key;
-  Target target = Target::value;
-  Op op = Op::equal;
-  int64_t number = 0;  // for version and revisions
-  std::string value;   // for Target::value
-
-  static TxnCompare value_equals(std::string key, std::string value);
-  static TxnCompare create_revision(std::string key, Op op, int64_t revision);
-  static TxnCompare mod_revision(std::string key, Op op, int64_t revision);
-  static TxnCompare version(std::string key, Op op, int64_t version);
-  // create_revision == 0.
-  static TxnCompare absent(std::string key) { return create_revision(std::move(key), Op::equal, 0); }
-};
-
-// One operation inside a transaction.
-struct TxnOp {
-  enum class Kind { get, put, del };
-  Kind kind = Kind::get;
-  std::string key;
-  std::string value;    // put
-  int64_t lease = 0;    // put
-  bool prefix = false;  // get/del: every key starting with `key`
-
-  static TxnOp get(std::string key, bool prefix = false);
-  static TxnOp put(std::string key, std::string value, int64_t lease = 0);
-  static TxnOp del(std::string key, bool prefix = false);
-};
-
-struct TxnOpResult {
-  TxnOp::Kind kind = TxnOp::Kind::get;
-  std::vector<KeyValue> kvs;  // get
-  int64_t deleted = 0;        // del
-};
-
-struct TxnResult {
-  bool succeeded = false;  // the compares held and the success ops ran
-  int64_t revision = 0;
-  std::vector<TxnOpResult> results;  // one per op of the branch that ran
-};
-
-struct LeaseInfo {
-  int64_t id = 0;
-  int64_t ttl = 0;  // remaining seconds; -1 when expired or unknown
-  int64_t granted_ttl = 0;
-};
-
-struct WatchEvent {
-  enum class Type { put, del };
-  Type type = Type::put;
-  KeyValue kv;  // for del: the key with mod_revision set to the revision of the deletion
-  std::optional<KeyValue> prev_kv;
-};
-
-// What a watch delivers: a batch of events, or a report that history was compacted.
-struct WatchUpdate {
-  std::vector<WatchEvent> events;
-  int64_t revision = 0;  // store revision in the response header
-  // > 0: the revision the watch wanted was compacted away and events were missed. The
-  // caller must reload its state; the watch goes on from this (oldest available) revision.
-  int64_t compact_revision = 0;
-};
-
-using WatchCallback = std::function<void(const WatchUpdate&)>;
 
 class EtcdClient;
 
@@ -113,14 +24,15 @@ class EtcdClient;
 // delivered, so no event is lost or repeated unless history was compacted (then it says
 // so through WatchUpdate::compact_revision). The callback runs on the watch thread and
 // must not block for long. Owned by the caller; the EtcdClient must outlive it.
-class PrefixWatch {
+class PrefixWatch final : public KvWatch {
  public:
-  ~PrefixWatch();
+  ~PrefixWatch() override;
   PrefixWatch(const PrefixWatch&) = delete;
   PrefixWatch& operator=(const PrefixWatch&) = delete;
 
-  // Stops the thread and waits for it; no callback runs after this returns.
-  void stop();
+  // Stops the thread and waits for it; no callback runs after this returns. Not from
+  // inside the callback.
+  void stop() override;
   // True while a watch stream is established on some endpoint.
   bool connected() const;
   // The revision the watch resumes from after a reconnect (0 until it first connects
@@ -141,35 +53,31 @@ class PrefixWatch {
 // Mutations retried after a timeout may have been applied by the first attempt; callers
 // that care make them idempotent (compare-and-swap plus a read in the failure branch).
 // Thread-safe: any thread may call any method concurrently.
-class EtcdClient {
+class EtcdClient final : public Kv {
  public:
   explicit EtcdClient(const EtcdOptions& options);
-  ~EtcdClient();
+  ~EtcdClient() override;
   EtcdClient(const EtcdClient&) = delete;
   EtcdClient& operator=(const EtcdClient&) = delete;
 
-  Result<RangeResult> get(const std::string& key);
-  // Every key starting with `prefix`, sorted by key, at `revision` (0: newest).
-  Result<RangeResult> get_prefix(const std::string& prefix, int64_t revision = 0);
-  // Returns the revision of the write.
-  Result<int64_t> put(const std::string& key, const std::string& value, int64_t lease = 0);
-  Result<DeleteResult> del(const std::string& key);
-  Result<DeleteResult> del_prefix(const std::string& prefix);
+  Result<RangeResult> get(const std::string& key) override;
+  Result<RangeResult> get_prefix(const std::string& prefix, int64_t revision) override;
+  Result<int64_t> put(const std::string& key, const std::string& value, int64_t lease) override;
+  Result<DeleteResult> del(const std::string& key) override;
+  Result<DeleteResult> del_prefix(const std::string& prefix) override;
   Result<TxnResult> txn(const std::vector<TxnCompare>& compares, const std::vector<TxnOp>& success,
-                        const std::vector<TxnOp>& failure = {});
+                        const std::vector<TxnOp>& failure) override;
 
-  Result<LeaseInfo> lease_grant(int64_t ttl_seconds);
-  // Renews once (one request and one response on a LeaseKeepAlive stream); returns the
-  // new TTL, or 0 when the lease no longer exists.
-  Result<int64_t> lease_keepalive(int64_t lease_id);
-  // Revoking a lease that no longer exists succeeds.
-  Status lease_revoke(int64_t lease_id);
-  Result<LeaseInfo> lease_time_to_live(int64_t lease_id);
+  Result<LeaseInfo> lease_grant(int64_t ttl_seconds) override;
+  // One request and one response on a LeaseKeepAlive stream, with the call deadline.
+  Result<int64_t> lease_keepalive(int64_t lease_id) override;
+  Status lease_revoke(int64_t lease_id) override;
+  Result<LeaseInfo> lease_time_to_live(int64_t lease_id) override;
 
-  // Starts a watch of every key under `prefix` from `start_revision` (inclusive; 0: from
-  // now). See PrefixWatch.
+  std::unique_ptr<KvWatch> watch(const std::string& prefix, int64_t start_revision, WatchCallback callback) override;
+  // The same, with the concrete type (connected(), next_revision()) and optional prev_kv.
   std::unique_ptr<PrefixWatch> watch_prefix(const std::string& prefix, int64_t start_revision, WatchCallback callback,
-                                            bool prev_kv = false);
+                                            bool prev_kv);
 
   // The endpoints as given, and the one the next call starts with.
   const std::vector<std::string>& endpoints() const;

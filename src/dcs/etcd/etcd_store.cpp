@@ -32,14 +32,22 @@ ClusterKeys::ClusterKeys(const std::string& cluster) : prefix("/tandem/" + clust
   }
 }
 
-EtcdStore::EtcdStore(const EtcdOptions& options) : keys_(options.cluster), client_(options) {}
+EtcdStore::EtcdStore(const EtcdOptions& options) : keys_(options.cluster) {
+  auto client = std::make_shared<EtcdClient>(options);
+  etcd_ = client.get();
+  kv_ = std::move(client);
+}
+
+EtcdStore::EtcdStore(const std::string& cluster, std::shared_ptr<Kv> kv) : keys_(cluster), kv_(std::move(kv)) {
+  if (!kv_) throw std::invalid_argument("EtcdStore: no Kv given");
+}
 
 EtcdStore::~EtcdStore() {
   if (watch_) watch_->stop();
 }
 
 Result<ClusterSnapshot> EtcdStore::load() {
-  auto r = client_.get_prefix(keys_.prefix);
+  auto r = kv_->get_prefix(keys_.prefix, 0);
   if (!r) return r.error();
   ClusterSnapshot s;
   s.revision = r->revision;
@@ -118,21 +126,21 @@ Result<ClusterSnapshot> EtcdStore::load() {
 
 Result<LeaseGrant> EtcdStore::grant_lease(int64_t ttl_seconds) {
   if (ttl_seconds < 1) return make_error(Errc::invalid_argument, "lease ttl {} must be at least 1 second", ttl_seconds);
-  auto r = client_.lease_grant(ttl_seconds);
+  auto r = kv_->lease_grant(ttl_seconds);
   if (!r) return r.error();
   return LeaseGrant{r->id, r->ttl};
 }
 
 Result<int64_t> EtcdStore::keepalive(int64_t lease_id) {
-  return client_.lease_keepalive(lease_id);
+  return kv_->lease_keepalive(lease_id);
 }
 
 Status EtcdStore::revoke_lease(int64_t lease_id) {
-  return client_.lease_revoke(lease_id);
+  return kv_->lease_revoke(lease_id);
 }
 
 Result<bool> EtcdStore::create_if_absent(const std::string& key, const std::string& value, int64_t lease) {
-  auto r = client_.txn({TxnCompare::absent(key)}, {TxnOp::put(key, value, lease)}, {TxnOp::get(key)});
+  auto r = kv_->txn({TxnCompare::absent(key)}, {TxnOp::put(key, value, lease)}, {TxnOp::get(key)});
   if (!r) return r.error();
   if (r->succeeded) return true;
   if (r->results.empty() || r->results[0].kvs.empty()) return false;
@@ -148,13 +156,13 @@ Result<bool> EtcdStore::try_acquire_leader(const std::string& name, int64_t leas
 }
 
 Result<bool> EtcdStore::refresh_leader(const std::string& name, int64_t lease_id) {
-  auto r = client_.txn({TxnCompare::value_equals(keys_.leader(), name)}, {TxnOp::put(keys_.leader(), name, lease_id)});
+  auto r = kv_->txn({TxnCompare::value_equals(keys_.leader(), name)}, {TxnOp::put(keys_.leader(), name, lease_id)}, {});
   if (!r) return r.error();
   return r->succeeded;
 }
 
 Result<bool> EtcdStore::release_leader(const std::string& name) {
-  auto r = client_.txn({TxnCompare::value_equals(keys_.leader(), name)}, {TxnOp::del(keys_.leader())});
+  auto r = kv_->txn({TxnCompare::value_equals(keys_.leader(), name)}, {TxnOp::del(keys_.leader())}, {});
   if (!r) return r.error();
   if (r->succeeded) spdlog::info("dcs: {} released the leader key", name);
   return r->succeeded;
@@ -164,7 +172,7 @@ Status EtcdStore::put_member(const Member& m, int64_t lease_id) {
   if (m.name.empty() || m.name.find('/') != std::string::npos) {
     return make_error(Errc::invalid_argument, "member name '{}' must be non-empty and contain no '/'", m.name);
   }
-  auto r = client_.put(keys_.member(m.name), to_json(m).dump(), lease_id);
+  auto r = kv_->put(keys_.member(m.name), to_json(m).dump(), lease_id);
   if (!r) return r.error();
   return {};
 }
@@ -178,7 +186,7 @@ Result<bool> EtcdStore::claim_member(const Member& m, int64_t lease_id) {
 
 Status EtcdStore::delete_member(const std::string& name) {
   if (name.empty()) return make_error(Errc::invalid_argument, "member name must not be empty");
-  auto r = client_.del(keys_.member(name));
+  auto r = kv_->del(keys_.member(name));
   if (!r) return r.error();
   return {};
 }
@@ -190,7 +198,7 @@ Result<bool> EtcdStore::try_initialize(const std::string& owner) {
 
 Result<bool> EtcdStore::set_initialize(const std::string& expected, const std::string& value) {
   const auto key = keys_.initialize();
-  auto r = client_.txn({TxnCompare::value_equals(key, expected)}, {TxnOp::put(key, value)}, {TxnOp::get(key)});
+  auto r = kv_->txn({TxnCompare::value_equals(key, expected)}, {TxnOp::put(key, value)}, {TxnOp::get(key)});
   if (!r) return r.error();
   if (r->succeeded) return true;
   // A retry of an attempt that had applied finds our value in place.
@@ -199,7 +207,7 @@ Result<bool> EtcdStore::set_initialize(const std::string& expected, const std::s
 
 Status EtcdStore::cancel_initialize(const std::string& expected) {
   const auto key = keys_.initialize();
-  auto r = client_.txn({TxnCompare::value_equals(key, expected)}, {TxnOp::del(key)});
+  auto r = kv_->txn({TxnCompare::value_equals(key, expected)}, {TxnOp::del(key)}, {});
   if (!r) return r.error();
   return {};
 }
@@ -207,7 +215,7 @@ Status EtcdStore::cancel_initialize(const std::string& expected) {
 Result<bool> EtcdStore::write_sync(const SyncState& s) {
   if (s.leader.empty()) return make_error(Errc::invalid_argument, "sync: leader must not be empty");
   auto r =
-      client_.txn({TxnCompare::value_equals(keys_.leader(), s.leader)}, {TxnOp::put(keys_.sync(), to_json(s).dump())});
+      kv_->txn({TxnCompare::value_equals(keys_.leader(), s.leader)}, {TxnOp::put(keys_.sync(), to_json(s).dump())}, {});
   if (!r) return r.error();
   return r->succeeded;
 }
@@ -219,7 +227,7 @@ Result<bool> EtcdStore::write_config(const DynamicConfig& c, int64_t expected_mo
   TxnCompare guard = expected_mod_revision == 0
                          ? TxnCompare::absent(key)
                          : TxnCompare::mod_revision(key, TxnCompare::Op::equal, expected_mod_revision);
-  auto r = client_.txn({guard}, {TxnOp::put(key, value)}, {TxnOp::get(key)});
+  auto r = kv_->txn({guard}, {TxnOp::put(key, value)}, {TxnOp::get(key)});
   if (!r) return r.error();
   if (r->succeeded) return true;
   return !r->results.empty() && !r->results[0].kvs.empty() && r->results[0].kvs[0].value == value;
@@ -230,7 +238,7 @@ Result<bool> EtcdStore::set_switchover(const Switchover& s) {
 }
 
 Status EtcdStore::clear_switchover() {
-  auto r = client_.del(keys_.switchover());
+  auto r = kv_->del(keys_.switchover());
   if (!r) return r.error();
   return {};
 }
@@ -238,7 +246,7 @@ Status EtcdStore::clear_switchover() {
 Status EtcdStore::append_history(const HistoryEntry& e) {
   const auto key = keys_.history();
   for (int attempt = 0; attempt < kHistoryAttempts; ++attempt) {
-    auto cur = client_.get(key);
+    auto cur = kv_->get(key);
     if (!cur) return cur.error();
     std::vector<HistoryEntry> entries;
     int64_t mod_revision = 0;
@@ -257,7 +265,7 @@ Status EtcdStore::append_history(const HistoryEntry& e) {
     for (const auto& h : entries) arr.push_back(to_json(h));
     TxnCompare guard = mod_revision == 0 ? TxnCompare::absent(key)
                                          : TxnCompare::mod_revision(key, TxnCompare::Op::equal, mod_revision);
-    auto r = client_.txn({guard}, {TxnOp::put(key, arr.dump())});
+    auto r = kv_->txn({guard}, {TxnOp::put(key, arr.dump())}, {});
     if (!r) return r.error();
     if (r->succeeded) return {};
   }
@@ -290,7 +298,7 @@ Result<int64_t> EtcdStore::wait_for_change(int64_t revision, std::chrono::millis
   std::unique_lock lock(mu_);
   if (!watch_) {
     watch_from_ = revision > 0 ? revision + 1 : 0;
-    watch_ = client_.watch_prefix(keys_.prefix, watch_from_, [this](const WatchUpdate& u) { on_watch(u); });
+    watch_ = kv_->watch(keys_.prefix, watch_from_, [this](const WatchUpdate& u) { on_watch(u); });
   }
   if (revision > 0 && watch_from_ > 0 && revision + 1 < watch_from_) {
     // Older than the watch: something may have changed that the watch never saw.

@@ -34,13 +34,17 @@ struct ClusterKeys {
   std::string switchover() const { return prefix + "switchover"; }
 };
 
-// Owned by whoever created it (the agent, `tandem ctl`); thread-safe. Starts one background
+// Owned by whoever created it (the agent, `tandem ctl`); thread-safe. The name says what it
+// was built for; over memory::MemoryKv it is also the in-memory fake of the store. Starts one background
 // watch thread on the cluster prefix the first time wait_for_change() is called.
 class EtcdStore final : public ClusterStore {
  public:
   static constexpr size_t kMaxHistory = 100;
 
+  // Over a new EtcdClient for options.endpoints.
   explicit EtcdStore(const EtcdOptions& options);
+  // Over any Kv, e.g. memory::MemoryKv in unit tests.
+  EtcdStore(const std::string& cluster, std::shared_ptr<Kv> kv);
   ~EtcdStore() override;
 
   Result<ClusterSnapshot> load() override;
@@ -67,7 +71,9 @@ class EtcdStore final : public ClusterStore {
   void wake() override;
 
   const ClusterKeys& keys() const { return keys_; }
-  EtcdClient& client() { return client_; }
+  Kv& kv() { return *kv_; }
+  // The etcd client underneath; nullptr when the store runs over another Kv.
+  EtcdClient* etcd_client() { return etcd_; }
 
  private:
   // Create `key` = `value` (bound to `lease`) when absent. True when created, or when the
@@ -76,7 +82,8 @@ class EtcdStore final : public ClusterStore {
   void on_watch(const WatchUpdate& u);
 
   ClusterKeys keys_;
-  EtcdClient client_;
+  std::shared_ptr<Kv> kv_;
+  EtcdClient* etcd_ = nullptr;  // kv_ when it is an EtcdClient
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -84,7 +91,7 @@ class EtcdStore final : public ClusterStore {
   int64_t latest_rev_ = 0;                       // highest revision of a change seen by the watch
   bool wake_pending_ = false;                    // wake() called and not yet consumed by a wait
   std::map<std::string, int64_t> reported_bad_;  // malformed key -> mod revision already logged
-  std::unique_ptr<PrefixWatch> watch_;           // declared last: stopped before the rest goes away
+  std::unique_ptr<KvWatch> watch_;               // declared last: stopped before the rest goes away
 };
 
 }  // namespace tandem::dcs::etcd

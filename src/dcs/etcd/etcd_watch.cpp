@@ -182,6 +182,10 @@ int64_t PrefixWatch::next_revision() const {
   return state_->next_revision.load();
 }
 
+std::unique_ptr<KvWatch> EtcdClient::watch(const std::string& prefix, int64_t start_revision, WatchCallback callback) {
+  return watch_prefix(prefix, start_revision, std::move(callback), false);
+}
+
 std::unique_ptr<PrefixWatch> EtcdClient::watch_prefix(const std::string& prefix, int64_t start_revision,
                                                       WatchCallback callback, bool prev_kv) {
   auto state = std::make_unique<PrefixWatch::State>();

@@ -76,7 +76,8 @@ TEST(EtcdClientFailover, WatchOnDeadEndpointsStopsCleanly) {
   o.endpoints = {"127.0.0.1:1"};
   EtcdClient c(o);
   int calls = 0;
-  auto w = c.watch_prefix("/x/", 5, [&](const WatchUpdate&) { ++calls; });
+  auto w = c.watch_prefix(
+      "/x/", 5, [&](const WatchUpdate&) { ++calls; }, false);
   std::this_thread::sleep_for(300ms);  // let it fail and retry a few times
   EXPECT_FALSE(w->connected());
   EXPECT_EQ(w->next_revision(), 5);
