@@ -25,5 +25,6 @@ function(tandem_test name)
   if(NOT T_LABEL)
     set(T_LABEL unit)
   endif()
-  gtest_discover_tests(${name} PROPERTIES LABELS ${T_LABEL} DISCOVERY_TIMEOUT 60)
+  # Test names carry the binary name ("unit_api.HealthTable.X") so `ctest -R <module>` selects a module.
+  gtest_discover_tests(${name} TEST_PREFIX "${name}." PROPERTIES LABELS ${T_LABEL} DISCOVERY_TIMEOUT 60)
 endfunction()

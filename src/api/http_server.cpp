@@ -111,6 +111,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == http::error::header_limit) {
       return send_error(431, fmt::format("request header exceeds the limit of {} bytes", opts().max_header_bytes));
     }
+    if (ec == http::error::bad_version) return send_error(505, "only HTTP/1.0 and HTTP/1.1 are supported");
     if (is_peer_gone(ec) || ec.category() != http::make_error_code(http::error::bad_target).category()) {
       if (ec != http::error::end_of_stream && ec != beast::error::timeout && ec != net::error::operation_aborted) {
         spdlog::debug("api: connection from {} ended: {}", remote_, ec.message());
