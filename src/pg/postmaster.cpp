@@ -204,6 +204,14 @@ Result<ConfigChange> Postmaster::apply_config(const ManagedConfig& cfg) {
   return change;
 }
 
+Result<ConfigChange> set_synchronous_standby_names(Postmaster& pm, ManagedConfig& cfg, const std::string& value) {
+  if (cfg.role != Role::primary) {
+    return make_error(Errc::invalid_argument, "synchronous_standby_names applies to a primary only");
+  }
+  cfg.synchronous_standby_names = value;
+  return pm.apply_config(cfg);
+}
+
 Status stop_orphan_postmaster(const Settings& s, StopMode mode, milliseconds timeout) {
   auto pid = live_postmaster(s.data_dir);
   if (!pid) return {};

@@ -82,6 +82,11 @@ class Postmaster {
   std::optional<ExitStatus> exit_;
 };
 
+// Sets synchronous_standby_names (e.g. from render_sync_standby_names()) in `cfg` and
+// applies it through tandem.conf + reload, the one mechanism for every managed setting.
+// The new value is live once SHOW reports it: see wait_for_setting() in admin.hpp.
+Result<ConfigChange> set_synchronous_standby_names(Postmaster& pm, ManagedConfig& cfg, const std::string& value);
+
 // For an agent that restarts and finds a postmaster from an earlier run still alive on
 // its data directory (postmaster.pid with a live postgres pid): stops it with `mode`
 // (normally immediate), waits up to `timeout`, then SIGKILLs it and its children, so

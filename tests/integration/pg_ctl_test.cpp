@@ -202,8 +202,7 @@ TEST_F(PgCtlTest, BootstrapCloneSyncPromoteRewind) {
   EXPECT_EQ(peer(m1, "m2")->sync_state, "async");
 
   // Synchronous replication through tandem.conf + reload.
-  m1.config().synchronous_standby_names = pg::render_sync_standby_names({"m2"});
-  auto change = m1.postmaster().apply_config(m1.config());
+  auto change = pg::set_synchronous_standby_names(m1.postmaster(), m1.config(), pg::render_sync_standby_names({"m2"}));
   ASSERT_OK(change);
   EXPECT_TRUE(change->conf_changed);
   EXPECT_FALSE(change->standby_signal_changed);
@@ -231,8 +230,7 @@ TEST_F(PgCtlTest, BootstrapCloneSyncPromoteRewind) {
   EXPECT_FALSE(change->any());
 
   // Failover: m2 becomes primary on timeline 2; m1 keeps running alone (async) and diverges.
-  m1.config().synchronous_standby_names.clear();
-  ASSERT_OK(m1.postmaster().apply_config(m1.config()));
+  ASSERT_OK(pg::set_synchronous_standby_names(m1.postmaster(), m1.config(), ""));
   {
     auto c = m1.local();
     ASSERT_OK(c);
@@ -271,11 +269,13 @@ TEST_F(PgCtlTest, BootstrapCloneSyncPromoteRewind) {
   auto busy = pg::rewind(m1.settings(), m2.tcp(pw_.replication));
   ASSERT_FALSE(busy.ok());
   EXPECT_EQ(busy.error().code, Errc::conflict);
-  ASSERT_OK(m1.postmaster().stop(pg::StopMode::fast, 30s));
+  // The old primary crashes (immediate stop): pg_rewind must first finish its crash recovery.
+  ASSERT_OK(m1.postmaster().stop(pg::StopMode::immediate, 30s));
   EXPECT_FALSE(m1.postmaster().running());
   auto cd = pg::read_controldata(m1.settings());
   ASSERT_OK(cd);
-  EXPECT_EQ(cd->state, pg::ClusterState::shut_down);
+  EXPECT_EQ(cd->state, pg::ClusterState::in_production);
+  EXPECT_FALSE(cd->clean_shutdown());
   EXPECT_EQ(cd->timeline, 1u);
   EXPECT_EQ(cd->system_identifier, st1->system_identifier);
   {
