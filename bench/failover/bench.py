@@ -132,7 +132,7 @@ def switchover_event(cluster, first_id, repeat, events):
 
 def run_system(cluster, repeats):
     result = {"label": cluster.label, "system": cluster.system, "settings": cluster.settings, "events": [],
-              "rss_samples": [], "errors": []}
+              "rss_samples": [], "load_samples": [], "errors": []}
     os.environ["PGPASSFILE"] = cluster.pgpass
     started = time.monotonic()
     try:
@@ -147,6 +147,7 @@ def run_system(cluster, repeats):
                 wait_healthy(cluster)
                 time.sleep(1.0)
                 sample_rss(cluster, result["rss_samples"])
+                result["load_samples"].append(round(os.getloadavg()[0], 2))
                 next_id = fn(cluster, next_id, i + 1, result["events"])
     except (KeyboardInterrupt, Stop):
         result["errors"].append("interrupted")
@@ -196,6 +197,9 @@ def main():
     ap.add_argument("--only", choices=["tandem", "patroni"], help="run one system only")
     ap.add_argument("--doc", help="markdown file to write the section into (default: docs/benchmarks.md for full runs)")
     ap.add_argument("--json", help="raw results file (default: bench/failover/results.json for full runs)")
+    ap.add_argument("--low-latency-ttl", type=int, default=3,
+                    help="ttl of Tandem's low-latency run (default 3: the agent rejects ttl < loop_wait + "
+                         "retry_timeout = 1 + 2)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data) afterwards")
     ap.add_argument("--command", default="bench/failover/run.sh", help="the command line to record in the report")
     args = ap.parse_args()
@@ -213,7 +217,7 @@ def main():
     systems = []
     if args.only != "patroni":
         systems += [TandemCluster("Tandem defaults", args.tandem, work, ttl=4),
-                    TandemCluster("Tandem low-latency", args.tandem, work, ttl=2)]
+                    TandemCluster("Tandem low-latency", args.tandem, work, ttl=args.low_latency_ttl)]
     if args.only != "tandem" and not args.quick:
         systems += [PatroniCluster("Patroni defaults", work, ttl=30, loop_wait=10, retry_timeout=10),
                     PatroniCluster("Patroni tuned", work, ttl=10, loop_wait=1, retry_timeout=4)]

@@ -4,6 +4,7 @@ import os
 import statistics
 
 SECTION = "## Failover and switchover"
+OBSERVATIONS = "### Observations"
 TARGETS = {  # from the issue; label -> (failover p50 limit or None)
     "Tandem defaults": 5.0,
     "Tandem low-latency": 3.0,
@@ -28,6 +29,9 @@ def summarize(system):
     out["lost"] = sum(e.get("lost", 0) for e in system["events"])
     out["checked"] = sum(1 for e in system["events"] if "lost" in e)
     out["sync_cancel_warnings"] = sum(e.get("sync_cancel_warnings", 0) for e in system["events"])
+    load = system.get("load_samples", [])
+    out["load_median"] = statistics.median(load) if load else None
+    out["load_max"] = max(load) if load else None
     rss = [s["rss_kb"] for s in system["rss_samples"]]
     out["rss_max_mib"] = max(rss) / 1024 if rss else None
     out["rss_median_mib"] = statistics.median(rss) / 1024 if rss else None
@@ -104,6 +108,11 @@ def markdown_section(data):
     L.append("")
     L.append(f"- **Machine:** {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}, "
              "shared with other work (all processes of a configuration run on the same host, over loopback).")
+    loads = [x for s in data["systems"] for x in s.get("load_samples", [])]
+    if loads:
+        L.append(f"- **Machine load:** the 1-minute load average just before each event was {min(loads):.1f}–"
+                 f"{max(loads):.1f} (median {statistics.median(loads):.1f}) on {m['nproc']} CPUs; the figures "
+                 "include that contention.")
     L.append(f"- **Software:** Tandem {m['tandem_commit']} (RelWithDebInfo), {m['patroni']}, {m['etcd']}, "
              f"{m['postgresql']}.")
     L.append(f"- **Command:** `{m['command']}` ({m['repeats']} repeats of each event per configuration; "
@@ -162,7 +171,8 @@ def markdown_section(data):
         "- **Setup.** Each configuration gets a fresh cluster: three etcd 3.4 members and two PostgreSQL 15",
         "  members (`pg1`, `pg2`) with synchronous mode on, all on 127.0.0.1 with free ports and a temporary",
         "  directory. Tandem is started with `tandem up --detach --sync-mode on --ttl N` (its agents use",
-        "  loop_wait 1 s and retry_timeout 2 s); \"low-latency\" is `--ttl 2`. Patroni 3.0.2 runs as the",
+        "  loop_wait 1 s and retry_timeout 2 s); \"low-latency\" is a shorter `--ttl` (see Settings; the",
+        "  agent refuses a ttl below loop_wait + retry_timeout = 3 s, so `--ttl 2` cannot start). Patroni 3.0.2 runs as the",
         "  `postgres` user with an `etcd3:` section pointing at its own three etcd members, `synchronous_mode:",
         "  true`, `use_pg_rewind: true` and the same replication parameters Tandem sets (wal_keep_size 256MB,",
         "  hot_standby_feedback on); \"defaults\" is Patroni's ttl 30 / loop_wait 10 / retry_timeout 10,",
@@ -209,6 +219,12 @@ def write_doc_section(path, data):
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        # A hand-written "### Observations" block (analysis of a run) is kept, after the new figures.
+        old = lines[start:end]
+        if OBSERVATIONS in old:
+            o = old.index(OBSERVATIONS)
+            o_end = next((i for i in range(o + 1, len(old)) if old[i].startswith("### ")), len(old))
+            section = section.rstrip("\n") + "\n\n" + "\n".join(old[o:o_end]).rstrip("\n") + "\n"
         rest = "\n".join(lines[end:])
         text = "\n".join(lines[:start]) + ("\n" if start else "") + section + ("\n" + rest if rest else "")
     with open(path, "w") as f:
