@@ -8,6 +8,7 @@
 // REST API owns its I/O threads and reaches the agent only through AgentControl, whose
 // methods write etcd or set flags for the HA thread.
 #include <atomic>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>

@@ -84,10 +84,10 @@ Status Agent::stop_pg(pg::StopMode mode) {
 }
 
 Status Agent::do_start(pg::Role role, const dcs::Member* upstream) {
-  if (role == pg::Role::primary) sync_names_ = dyn_.synchronous_mode == dcs::SyncMode::strict ? "*" : "";
   auto written = pg::write_managed_config(settings_, managed(role, upstream));
   if (!written) return written.error();
   following_ = role == pg::Role::standby && upstream != nullptr ? upstream->name : "";
+  applied_params_ = dyn_.parameters;
   if (auto s = pm_.start(); !s) return s;
   pm_started_ = true;
   expect_exit_ = false;
@@ -133,6 +133,7 @@ Status Agent::do_bootstrap() {
   auto su_pw = config::read_secret_file(cfg_.superuser.password_file);
   if (!su_pw) return fail(su_pw.error());
   if (auto s = pg::initdb(settings_, Secret(*su_pw)); !s) return fail(s);
+  sync_names_.clear();  // nothing to wait for yet; the first leader cycle sets it
   if (auto s = do_start(pg::Role::primary, nullptr); !s) return fail(s);
   auto* c = local_conn();
   if (c == nullptr) return fail(make_error(Errc::unavailable, "cannot connect to the new PostgreSQL"));
@@ -326,6 +327,19 @@ Status Agent::do_switchover(const std::string& candidate) {
   return {};
 }
 
+void Agent::apply_parameter_changes(const dcs::ClusterSnapshot& snap) {
+  if (!pg_status_ || dyn_.parameters == applied_params_) return;
+  pg::Role role = pg_status_->in_recovery ? pg::Role::standby : pg::Role::primary;
+  const dcs::Member* upstream = following_.empty() ? nullptr : snap.member(following_);
+  auto change = pm_.apply_config(managed(role, upstream));
+  if (!change) {
+    log_failure("applying changed PostgreSQL parameters", change.error());
+    return;
+  }
+  applied_params_ = dyn_.parameters;
+  spdlog::info("applied changed PostgreSQL parameters from the dynamic configuration");
+}
+
 void Agent::execute(const Decision& d, const dcs::ClusterSnapshot& snap, const LocalState& local) {
   const dcs::Member* target = d.target.empty() ? nullptr : snap.member(d.target);
   Status s;
@@ -337,7 +351,16 @@ void Agent::execute(const Decision& d, const dcs::ClusterSnapshot& snap, const L
       s = do_clone(*target);
       break;
     case Action::start_replica: s = do_start(pg::Role::standby, target); break;
-    case Action::start_primary: s = do_start(pg::Role::primary, nullptr); break;
+    case Action::start_primary:
+      // Restarting in place: PostgreSQL must wait for the recorded standby from its first
+      // commit on, as before the crash (strict: for someone, even if none is recorded).
+      if (snap.sync && snap.sync->leader == cfg_.name && snap.sync->sync_standby) {
+        sync_names_ = *snap.sync->sync_standby;
+      } else if (dyn_.synchronous_mode == dcs::SyncMode::strict) {
+        sync_names_ = "*";
+      }
+      s = do_start(pg::Role::primary, nullptr);
+      break;
     case Action::restart: {
       bool primary = local.pg == PgRun::running && !local.in_recovery;
       if (auto st = stop_pg(pg::StopMode::fast); !st) log_failure("stop before restart", st);
@@ -373,6 +396,7 @@ void Agent::execute(const Decision& d, const dcs::ClusterSnapshot& snap, const L
     case Action::clear_switchover: s = store_->clear_switchover(); break;
   }
   if (!s) spdlog::error("{} failed: {}", to_string(d.action), s.error().message);
+  if (d.action == Action::none || d.action == Action::keep_leader) apply_parameter_changes(snap);
 }
 
 }  // namespace tandem::ha

@@ -30,10 +30,10 @@ const char* to_string(Action a) {
 }
 
 Millis fence_margin(const dcs::DynamicConfig& cfg) {
-  // A quarter of the ttl, at least 500 ms and at most 2 s: an immediate shutdown takes
+  // A fifth of the ttl, at least 500 ms and at most 2 s: an immediate shutdown takes
   // ~100-200 ms on this kind of machine, so the margin leaves room for a slow one.
-  Millis quarter(cfg.ttl * 250);
-  return std::clamp(quarter, Millis(500), Millis(2000));
+  Millis fifth(cfg.ttl * 200);
+  return std::clamp(fifth, Millis(500), Millis(2000));
 }
 
 bool must_fence(const LocalState& local, const dcs::DynamicConfig& cfg, TimePoint now) {

@@ -2,7 +2,7 @@
 // LeaseKeeper: keeps this agent's etcd lease alive and fences a primary whose lease may
 // expire. Two threads of its own, independent of the HA loop (which may be busy in a long
 // action such as a clone):
-//  - the renewer sends a keepalive every ttl/4 and records a conservative local deadline
+//  - the renewer sends a keepalive every ttl/8 (every 100 ms while failing) and records a conservative local deadline
 //    (send time + ttl: etcd starts the ttl when it *receives* the keepalive, later);
 //    when the lease is gone it grants a new one;
 //  - the watchdog checks every 50 ms whether a writable primary is within fence_margin of
@@ -61,6 +61,7 @@ class LeaseKeeper {
   std::atomic<bool> paused_{false};
   std::atomic<bool> fenced_{false};
   std::atomic<bool> stopping_{false};
+  bool failing_ = false;  // renewer thread only
   std::mutex mu_;
   std::condition_variable cv_;
   std::thread renewer_;

@@ -2,7 +2,10 @@
 
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
+
+#include <gtest/gtest.h>
 #include <stdexcept>
 #include <thread>
 
@@ -27,6 +30,14 @@ Deployment::Deployment(DeploymentOptions opts) : dir_("tandem-ha"), opts_(std::m
 
 Deployment::~Deployment() {
   (void)tandem({"down"}, std::chrono::seconds(90));
+  if (::testing::Test::HasFailure()) {
+    // Keep the logs of a failed test (CI prints where they are).
+    std::string keep = "/tmp/tandem-failed-logs/" + std::filesystem::path(dir_.path()).filename().string();
+    std::error_code ec;
+    std::filesystem::create_directories(keep, ec);
+    std::filesystem::copy(dir_.path() + "/logs", keep, std::filesystem::copy_options::recursive, ec);
+    fprintf(stderr, "deployment logs kept in %s\n", keep.c_str());
+  }
   for (const auto& m : members()) {
     if (pid_t p = postmaster_pid(m); p > 0) kill(p, SIGKILL);
   }

@@ -72,10 +72,10 @@ TEST(Decide, DoesNotFenceAStandby) {
   EXPECT_EQ(f.run().action, Action::none);
 }
 
-TEST(Decide, FenceMarginIsAQuarterOfTtlWithinBounds) {
+TEST(Decide, FenceMarginIsAFifthOfTtlWithinBounds) {
   DynamicConfig cfg;
   cfg.ttl = 4;
-  EXPECT_EQ(fence_margin(cfg), Millis(1000));
+  EXPECT_EQ(fence_margin(cfg), Millis(800));
   cfg.ttl = 2;
   EXPECT_EQ(fence_margin(cfg), Millis(500));
   cfg.ttl = 30;
