@@ -70,6 +70,7 @@ class Agent : public api::AgentControl {
   Status do_switchover(const std::string& candidate);
   Status stop_pg(pg::StopMode mode);
   Status ensure_slots(const dcs::ClusterSnapshot& snap);
+  void apply_parameter_changes(const dcs::ClusterSnapshot& snap);
 
   pg::ManagedConfig managed(pg::Role role, const dcs::Member* upstream) const;
   pg::ConnParams remote_params(const dcs::Member& m, bool replication) const;
@@ -93,6 +94,7 @@ class Agent : public api::AgentControl {
   std::string passfile_;
   std::string following_;   // member our standby config points at
   std::string sync_names_;  // synchronous_standby_names we configured
+  std::map<std::string, std::string> applied_params_;  // dynamic parameters PostgreSQL runs with
   Lsn sync_requested_at_;
   bool pm_started_ = false;   // we started a postmaster that has not been reaped
   bool expect_exit_ = false;  // we are stopping it on purpose
