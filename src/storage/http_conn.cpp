@@ -1,0 +1,168 @@
+#include "storage/http_conn.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <algorithm>
+#include <optional>
+
+namespace tandem::storage {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string HttpResponse::header(std::string_view lower_name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == lower_name) return v;
+  }
+  return {};
+}
+
+struct HttpConnection::Impl {
+  std::string host;
+  std::string port;
+  std::chrono::milliseconds connect_timeout;
+  std::chrono::milliseconds io_timeout;
+  asio::io_context ioc;
+  std::optional<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+
+  // Runs one asynchronous operation to completion on our private io_context.
+  template <typename Start>
+  beast::error_code run(Start&& start) {
+    beast::error_code result = asio::error::would_block;
+    start([&result](beast::error_code ec, auto&&...) { result = ec; });
+    ioc.restart();
+    ioc.run();
+    return result;
+  }
+
+  Error transport_error(std::string_view what, const beast::error_code& ec) const {
+    Errc code = ec == beast::error::timeout ? Errc::timeout : Errc::unavailable;
+    return make_error(code, "{} {}:{}: {}", what, host, port, ec.message());
+  }
+
+  Status connect() {
+    if (stream) return {};
+    tcp::resolver resolver(ioc);
+    beast::error_code ec;
+    auto endpoints = resolver.resolve(host, port, ec);
+    if (ec) return transport_error("cannot resolve", ec);
+    stream.emplace(ioc);
+    stream->expires_after(connect_timeout);
+    ec = run([&](auto handler) { stream->async_connect(endpoints, handler); });
+    if (ec) {
+      stream.reset();
+      return transport_error("cannot connect to", ec);
+    }
+    stream->socket().set_option(tcp::no_delay(true), ec);
+    buffer.clear();
+    return {};
+  }
+
+  void close() {
+    if (!stream) return;
+    beast::error_code ec;
+    stream->socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream->close();
+    stream.reset();
+    buffer.clear();
+  }
+};
+
+HttpConnection::HttpConnection(std::string host, std::string port, std::chrono::milliseconds connect_timeout,
+                               std::chrono::milliseconds io_timeout)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->host = std::move(host);
+  impl_->port = std::move(port);
+  impl_->connect_timeout = connect_timeout;
+  impl_->io_timeout = io_timeout;
+}
+
+HttpConnection::~HttpConnection() {
+  impl_->close();
+}
+
+void HttpConnection::close() {
+  impl_->close();
+}
+
+Result<HttpResponse> HttpConnection::send(std::string_view method, std::string_view target,
+                                          const std::vector<std::pair<std::string, std::string>>& headers,
+                                          std::string_view body, const ByteSink* sink) {
+  Impl& m = *impl_;
+  http::request<http::string_body> req;
+  req.method_string(beast::string_view(method.data(), method.size()));
+  req.target(beast::string_view(target.data(), target.size()));
+  req.version(11);
+  for (const auto& [k, v] : headers) req.set(k, v);
+  req.body().assign(body.data(), body.size());
+  req.prepare_payload();
+  if (method == "GET" || method == "HEAD" || method == "DELETE") {
+    if (body.empty()) req.erase(http::field::content_length);
+  }
+
+  // A reused keep-alive connection may have been closed by the server while idle; then
+  // reconnect once at once. A fresh connection's failure goes back to the caller.
+  for (int round = 0; round < 2; ++round) {
+    const bool reused = m.stream.has_value();
+    if (auto s = m.connect(); !s) return s.error();
+
+    m.stream->expires_after(m.io_timeout);
+    beast::error_code ec = m.run([&](auto handler) { http::async_write(*m.stream, req, handler); });
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    if (method == "HEAD") parser.skip(true);
+    if (!ec) {
+      m.stream->expires_after(m.io_timeout);
+      ec = m.run([&](auto handler) { http::async_read_header(*m.stream, m.buffer, parser, handler); });
+    }
+    if (ec) {
+      m.close();
+      if (reused && round == 0) continue;
+      return m.transport_error(fmt::format("{} {} to", method, target), ec);
+    }
+
+    HttpResponse resp;
+    const auto& head = parser.get();
+    resp.status = static_cast<int>(head.result_int());
+    for (const auto& f : head) {
+      std::string name(f.name_string());
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+      resp.headers.emplace_back(std::move(name), std::string(f.value()));
+    }
+    const bool to_sink = sink != nullptr && resp.status / 100 == 2;
+    std::string chunk(64 * 1024, '\0');
+    while (!parser.is_done()) {
+      parser.get().body().data = chunk.data();
+      parser.get().body().size = chunk.size();
+      m.stream->expires_after(m.io_timeout);
+      ec = m.run([&](auto handler) { http::async_read(*m.stream, m.buffer, parser, handler); });
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        m.close();
+        return m.transport_error(fmt::format("reading the response to {} {} from", method, target), ec);
+      }
+      size_t n = chunk.size() - parser.get().body().size;
+      if (n == 0) continue;
+      if (to_sink) {
+        if (auto s = (*sink)(std::string_view(chunk.data(), n)); !s) {
+          m.close();
+          return s.error();
+        }
+      } else {
+        resp.body.append(chunk.data(), n);
+      }
+    }
+    if (!parser.keep_alive()) m.close();
+    return resp;
+  }
+  return make_error(Errc::internal, "unreachable: HTTP send loop ended");
+}
+
+}  // namespace tandem::storage
