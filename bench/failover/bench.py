@@ -44,9 +44,10 @@ def wait_healthy(cluster):
 
 def sample_rss(cluster, into):
     for name, pid in cluster.agent_pids().items():
-        kb = common.rss_kb(pid) if pid else None
+        kb = common.memory_kb(pid) if pid else None
         if kb is not None:
-            into.append({"member": name, "pid": pid, "rss_kb": kb})
+            into.append({"member": name, "pid": pid, "rss_kb": kb["rss"], "anon_kb": kb.get("anon"),
+                         "pss_kb": kb.get("pss")})
 
 
 def start_writer(cluster, first_id, leader):
@@ -183,7 +184,7 @@ def machine_info(root, tandem_bin):
         "tandem_commit": out(["git", "-C", root, "describe", "--always", "--dirty"]),
         "tandem_binary": tandem_bin,
         "patroni": out(["/usr/bin/patroni", "--version"]),
-        "etcd": out([common.ETCD_BIN, "--version"]).splitlines()[0] if out([common.ETCD_BIN, "--version"]) else "?",
+        "etcd": (out([common.ETCD_BIN, "--version"]).splitlines() or ["etcd ?"])[0].replace("etcd Version:", "etcd"),
         "postgresql": out([f"{common.PG_BIN}/postgres", "--version"]),
     }
 
@@ -191,7 +192,7 @@ def machine_info(root, tandem_bin):
 def main():
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tandem", required=True, help="the tandem binary")
+    ap.add_argument("--tandem", help="the tandem binary (required unless --report-only)")
     ap.add_argument("--repeats", type=int, default=5, help="events of each kind per configuration (default 5)")
     ap.add_argument("--quick", action="store_true", help="smoke check: 2 repeats, Tandem only, docs untouched")
     ap.add_argument("--only", choices=["tandem", "patroni"], help="run one system only")
@@ -201,10 +202,20 @@ def main():
                     help="ttl of Tandem's low-latency run (default 3: the agent rejects ttl < loop_wait + "
                          "retry_timeout = 1 + 2)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data) afterwards")
+    ap.add_argument("--report-only", metavar="RESULTS_JSON",
+                    help="rewrite the table and the doc section from a results file, without running anything")
     ap.add_argument("--command", default="bench/failover/run.sh", help="the command line to record in the report")
     args = ap.parse_args()
+    if args.report_only:
+        with open(args.report_only) as f:
+            data = json.load(f)
+        print(report.text_table(data))
+        report.write_doc_section(args.doc or os.path.join(root, "docs", "benchmarks.md"), data)
+        return 0
     if os.geteuid() != 0:
         sys.exit("run as root: PostgreSQL and Patroni are started as the postgres user")
+    if not args.tandem:
+        ap.error("--tandem is required")
     repeats = 2 if args.quick and args.repeats == 5 else args.repeats
     full = not args.quick and args.only is None
     doc = args.doc or (os.path.join(root, "docs", "benchmarks.md") if full else None)

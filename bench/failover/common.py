@@ -57,16 +57,23 @@ def read_pid(path):
         return None
 
 
-def rss_kb(pid):
-    """VmRSS of a process in kB, or None when it is gone."""
+def memory_kb(pid):
+    """{"rss": VmRSS, "anon": RssAnon, "pss": Pss} of a process in kB, or None when it is gone.
+    RSS counts every resident page of shared libraries; PSS divides shared pages among the
+    processes that map them."""
+    out = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+                if line.startswith(("VmRSS:", "RssAnon:")):
+                    out["rss" if line.startswith("VmRSS") else "anon"] = int(line.split()[1])
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    out["pss"] = int(line.split()[1])
     except OSError:
         return None
-    return None
+    return out if "rss" in out else None
 
 
 def stop_pid(pid, grace=30.0, popen=None):

@@ -34,6 +34,10 @@ def summarize(system):
     out["load_max"] = max(load) if load else None
     rss = [s["rss_kb"] for s in system["rss_samples"]]
     out["rss_max_mib"] = max(rss) / 1024 if rss else None
+    anon = [s["anon_kb"] for s in system["rss_samples"] if s.get("anon_kb") is not None]
+    pss = [s["pss_kb"] for s in system["rss_samples"] if s.get("pss_kb") is not None]
+    out["anon_max_mib"] = max(anon) / 1024 if anon else None
+    out["pss_max_mib"] = max(pss) / 1024 if pss else None
     out["rss_median_mib"] = statistics.median(rss) / 1024 if rss else None
     return out
 
@@ -56,11 +60,11 @@ def lost_text(s):
 
 
 def text_table(data):
-    rows = [("Configuration", "Failover p50/max s", "Switchover gap p50/max s", "Lost", "Agent RSS MiB")]
+    rows = [("Configuration", "Failover p50/max s", "Switchover gap p50/max s", "Lost",
+             "Agent RSS / anon / PSS MiB")]
     for system in data["systems"]:
         s = summarize(system)
-        rows.append((s["label"], p50_max(s["failover"]), p50_max(s["switchover"]), lost_text(s),
-                     fmt(s["rss_max_mib"], 1)))
+        rows.append((s["label"], p50_max(s["failover"]), p50_max(s["switchover"]), lost_text(s), memory_text(s)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -71,6 +75,10 @@ def text_table(data):
             if e.get("error"):
                 lines.append(f"{system['label']}: {e['kind']} {e['repeat']}: {e['error']}")
     return "\n".join(lines)
+
+
+def memory_text(s):
+    return f"{fmt(s['rss_max_mib'], 1)} / {fmt(s['anon_max_mib'], 1)} / {fmt(s['pss_max_mib'], 1)}"
 
 
 def ratio(a, b):
@@ -113,19 +121,20 @@ def markdown_section(data):
         L.append(f"- **Machine load:** the 1-minute load average just before each event was {min(loads):.1f}–"
                  f"{max(loads):.1f} (median {statistics.median(loads):.1f}) on {m['nproc']} CPUs; the figures "
                  "include that contention.")
-    L.append(f"- **Software:** Tandem {m['tandem_commit']} (RelWithDebInfo), {m['patroni']}, {m['etcd']}, "
+    etcd = m["etcd"].replace("etcd Version:", "etcd")
+    L.append(f"- **Software:** Tandem {m['tandem_commit']} (RelWithDebInfo), {m['patroni']}, {etcd}, "
              f"{m['postgresql']}.")
-    L.append(f"- **Command:** `{m['command']}` ({m['repeats']} repeats of each event per configuration; "
+    L.append(f"- **Command:** `{m['command'].strip()}` ({m['repeats']} repeats of each event per configuration; "
              f"the whole run took {m['wall_minutes']} min).")
     L.append("")
     L.append("### Results")
     L.append("")
     L.append("| Configuration | Settings | Unplanned failover, p50 / max (s) | Switchover: longest write gap, "
-             "p50 / max (s) | Acknowledged writes lost | Agent RSS, max (MiB) |")
+             "p50 / max (s) | Acknowledged writes lost | Agent memory, max (MiB): RSS / anon / PSS |")
     L.append("|---|---|---|---|---|---|")
     for s in sums:
         L.append(f"| {s['label']} | {settings[s['label']]} | {p50_max(s['failover'])} | {p50_max(s['switchover'])} "
-                 f"| {lost_text(s)} | {fmt(s['rss_max_mib'], 1)} |")
+                 f"| {lost_text(s)} | {memory_text(s)} |")
     L.append("")
     L.append("Every value (seconds, in run order):")
     L.append("")
@@ -144,7 +153,9 @@ def markdown_section(data):
                           ("Unplanned failover max", lambda s: s["failover"]["max"]),
                           ("Switchover write gap p50", lambda s: s["switchover"]["p50"]),
                           ("Switchover write gap max", lambda s: s["switchover"]["max"]),
-                          ("Agent RSS", lambda s: s["rss_max_mib"])):
+                          ("Agent RSS", lambda s: s["rss_max_mib"]),
+                          ("Agent anonymous memory", lambda s: s["anon_max_mib"]),
+                          ("Agent PSS", lambda s: s["pss_max_mib"])):
             L.append(f"| {name} | " + " | ".join(ratio(get(by_label[a]), get(by_label[b])) for a, b in pairs) + " |")
         L.append("")
     rows = target_rows(by_label)
@@ -172,10 +183,10 @@ def markdown_section(data):
         "  members (`pg1`, `pg2`) with synchronous mode on, all on 127.0.0.1 with free ports and a temporary",
         "  directory. Tandem is started with `tandem up --detach --sync-mode on --ttl N` (its agents use",
         "  loop_wait 1 s and retry_timeout 2 s); \"low-latency\" is a shorter `--ttl` (see Settings; the",
-        "  agent refuses a ttl below loop_wait + retry_timeout = 3 s, so `--ttl 2` cannot start). Patroni 3.0.2 runs as the",
-        "  `postgres` user with an `etcd3:` section pointing at its own three etcd members, `synchronous_mode:",
-        "  true`, `use_pg_rewind: true` and the same replication parameters Tandem sets (wal_keep_size 256MB,",
-        "  hot_standby_feedback on); \"defaults\" is Patroni's ttl 30 / loop_wait 10 / retry_timeout 10,",
+        "  agent refuses a ttl below loop_wait + retry_timeout = 3 s, so `--ttl 2` cannot start).",
+        "  Patroni 3.0.2 runs as the `postgres` user with an `etcd3:` section pointing at its own three",
+        "  etcd members, `synchronous_mode: true`, `use_pg_rewind: true` and the same replication",
+        "  parameters Tandem sets (wal_keep_size 256MB, hot_standby_feedback on); \"defaults\" is Patroni's ttl 30 / loop_wait 10 / retry_timeout 10,",
         "  \"tuned\" is ttl 10 / loop_wait 1 / retry_timeout 4.",
         "- **Client.** Every 50 ms the client starts an `INSERT INTO bench_writes (id)` with a unique id on a new",
         "  connection (`host=127.0.0.1,127.0.0.1 port=P1,P2 target_session_attrs=read-write connect_timeout=1`,",
@@ -194,9 +205,12 @@ def markdown_section(data):
         "  request until 1.5 s after the new leader's first acknowledged write (50 ms is the floor).",
         "- **Lost writes.** After each event, the acknowledged ids of that event that are missing from",
         "  `bench_writes` on the new leader, summed over all events.",
-        "- **Agent RSS.** `VmRSS` from `/proc/<pid>/status` of each agent process (the `tandem agent`",
-        "  processes; the `patroni` Python processes), sampled when the cluster is healthy and idle before",
-        "  every event; the table shows the largest sample (PostgreSQL and etcd are not included).",
+        "- **Agent memory.** Of each agent process (the `tandem agent` processes; the `patroni` Python",
+        "  processes), sampled when the cluster is healthy and idle before every event, largest sample:",
+        "  `VmRSS` and `RssAnon` from `/proc/<pid>/status` and `Pss` from `/proc/<pid>/smaps_rollup`. RSS",
+        "  counts every resident page of the shared libraries it maps, anon only its own heap and stacks,",
+        "  PSS splits shared pages among the processes that map them. PostgreSQL and etcd are not included;",
+        "  the RSS target is checked against VmRSS.",
         "- Patroni's unplanned failover waits for its leader key to expire, so it is bounded below by",
         "  about ttl − loop_wait; Tandem's by its lease ttl minus the time since the last renewal.",
         "",

@@ -14,4 +14,4 @@ if [[ -z "$tandem" ]]; then
   "$root/scripts/build.sh" tandem
   tandem="$root/build/src/cli/tandem"
 fi
-exec /usr/bin/python3 "$root/bench/failover/bench.py" --tandem "$tandem" --command "bench/failover/run.sh $*" "$@"
+exec /usr/bin/python3 "$root/bench/failover/bench.py" --tandem "$tandem" --command "bench/failover/run.sh${*:+ $*}" "$@"

@@ -113,13 +113,6 @@ class Writer:
                 self._in_flight -= 1
 
 
-def max_gap(acks, start, end):
-    """Longest time without an acknowledgement within [start, end], counting from `start`
-    to the first ack and from the last ack to `end` (acks sorted by time)."""
-    times = [start] + [a.acked for a in acks if start <= a.acked <= end] + [end]
-    return max(b - a for a, b in zip(times, times[1:]))
-
-
 def missing_ids(acks, port, user):
     """Acknowledged ids absent from the table on the server at `port`."""
     ids = [a.id for a in acks]
