@@ -3,7 +3,6 @@
 // every read: the relay path allocates nothing per message.
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <span>
 
@@ -16,8 +15,6 @@ class RelayBuffer {
   std::uint8_t* data() { return data_.get(); }
   std::size_t size() const { return size_; }
   std::span<const std::uint8_t> first(std::size_t n) const { return {data_.get(), n}; }
-  // Drops the first `n` of `have` bytes, moving the rest to the front.
-  void consume(std::size_t n, std::size_t have) { std::memmove(data_.get(), data_.get() + n, have - n); }
 
  private:
   std::unique_ptr<std::uint8_t[]> data_;

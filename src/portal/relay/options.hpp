@@ -20,7 +20,7 @@ struct RelayOptions {
   std::size_t max_sessions = 1000;  // concurrent client connections per listener
 };
 
-// Large enough for the biggest start-up packet (10,004 bytes) with room to spare.
+// A floor for buffer_size, so a misconfiguration cannot make the relay crawl.
 inline constexpr std::size_t kMinBufferSize = 16 * 1024;
 
 // Monotonic counters and one gauge, read by /metrics. Updated with relaxed atomics from

@@ -9,11 +9,7 @@ namespace tandem::portal::relay {
 namespace asio = boost::asio;
 
 Session::Session(tcp::socket socket, std::shared_ptr<ListenerContext> ctx)
-    : ctx_(std::move(ctx)),
-      executor_(socket.get_executor()),
-      client_(std::move(socket)),
-      timer_(executor_),
-      to_server_(std::max(ctx_->options.buffer_size, kMinBufferSize)) {
+    : ctx_(std::move(ctx)), executor_(socket.get_executor()), client_(std::move(socket)), timer_(executor_) {
   ctx_->counters.accepted.fetch_add(1, std::memory_order_relaxed);
   ctx_->counters.active.fetch_add(1, std::memory_order_relaxed);
 }

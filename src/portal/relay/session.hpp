@@ -43,7 +43,8 @@ struct ListenerContext {
   RouteFn route;
   SessionRegistry* registry = nullptr;  // must outlive the listener
   RelayCounters counters;
-  std::atomic<bool> stopping{false};  // set by the listener's stop(): new sessions close at once
+  std::atomic<bool> stopping{false};              // set by the listener's stop(): new sessions close at once
+  std::atomic<bool> warned_cert_mismatch{false};  // logged once: see Session::check_channel_binding
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -65,7 +66,7 @@ class Session : public std::enable_shared_from_this<Session> {
   using Clock = std::chrono::steady_clock;
 
   // session_client.cpp
-  void read_startup();
+  void read_startup(std::size_t at_least = 1);
   void on_startup_bytes();
   void on_ssl_request(std::size_t packet_length);
   void on_gssenc_request(std::size_t packet_length);
@@ -84,6 +85,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_backend_connected(std::function<void()> on_ready);
   void start_backend_tls(std::function<void()> on_ready);
   void backend_failed(const std::string& why);
+  void check_channel_binding();
   void forward_startup();
 
   // session_relay.cpp
@@ -111,10 +113,13 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t timer_generation_ = 0;
   Clock::time_point last_activity_;
 
-  // Negotiation reads into to_server_; the StartupMessage is forwarded from there.
-  RelayBuffer to_server_;
-  std::unique_ptr<RelayBuffer> to_client_;  // allocated when relaying starts
-  std::size_t have_ = 0;                    // negotiation bytes in to_server_
+  // Negotiation reads into startup_, which grows only as far as the packet needs (a few
+  // hundred bytes, at most ~10 KB), so a connection that never gets past start-up costs
+  // little. The relay buffers are allocated once the member has the StartupMessage.
+  std::vector<std::uint8_t> startup_;
+  std::size_t have_ = 0;  // bytes received in startup_
+  std::unique_ptr<RelayBuffer> to_server_;
+  std::unique_ptr<RelayBuffer> to_client_;
   wire::StartupPhase phase_ = wire::StartupPhase::initial;
   bool ssl_refused_ = false;
 

@@ -1,5 +1,8 @@
 // Session, client side: everything before a member is involved.
 #include <spdlog/spdlog.h>
+#include <algorithm>
+#include <cstring>
+
 #include <boost/asio/buffer.hpp>
 
 #include "portal/relay/session.hpp"
@@ -9,8 +12,17 @@ namespace tandem::portal::relay {
 namespace asio = boost::asio;
 using wire::StartupKind;
 
-void Session::read_startup() {
-  client_.async_read_some(asio::buffer(to_server_.data() + have_, to_server_.size() - have_),
+namespace {
+// The negotiation buffer starts this small and grows with the packet, keeping room for a
+// few bytes more than needed so that unexpected extra bytes (after an SSLRequest) show.
+constexpr std::size_t kInitialStartupBuffer = 256;
+constexpr std::size_t kStartupSlack = 64;
+}  // namespace
+
+void Session::read_startup(std::size_t at_least) {
+  const std::size_t want = std::max(kInitialStartupBuffer, at_least + kStartupSlack);
+  if (startup_.size() < want) startup_.resize(want);
+  client_.async_read_some(asio::buffer(startup_.data() + have_, startup_.size() - have_),
                           [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
                             if (self->done()) return;
                             if (ec) {
@@ -23,9 +35,9 @@ void Session::read_startup() {
 }
 
 void Session::on_startup_bytes() {
-  auto result = wire::decode_startup(to_server_.first(have_), phase_);
-  if (std::holds_alternative<wire::NeedMore>(result)) {
-    read_startup();
+  auto result = wire::decode_startup(std::span<const std::uint8_t>(startup_.data(), have_), phase_);
+  if (const auto* more = std::get_if<wire::NeedMore>(&result)) {
+    read_startup(more->at_least);
     return;
   }
   if (const auto* rej = std::get_if<wire::Reject>(&result)) {
@@ -74,7 +86,7 @@ void Session::on_ssl_request(std::size_t packet_length) {
 }
 
 void Session::on_gssenc_request(std::size_t packet_length) {
-  to_server_.consume(packet_length, have_);
+  std::memmove(startup_.data(), startup_.data() + packet_length, have_ - packet_length);
   have_ -= packet_length;
   phase_ = wire::StartupPhase::after_gss_no;
   send_byte(wire::kRefuse, [this] { have_ > 0 ? on_startup_bytes() : read_startup(); });
@@ -89,7 +101,7 @@ void Session::on_direct_tls() {
   }
   client_.start_tls(tls_ctx);
   // The ClientHello bytes already read are handed to the TLS layer.
-  client_.tls().async_handshake(asio::ssl::stream_base::server, asio::buffer(to_server_.data(), have_),
+  client_.tls().async_handshake(asio::ssl::stream_base::server, asio::buffer(startup_.data(), have_),
                                 [self = shared_from_this()](const boost::system::error_code& ec, std::size_t used) {
                                   if (self->done()) return;
                                   if (!ec && used != self->have_) {

@@ -11,7 +11,10 @@ namespace asio = boost::asio;
 
 void Session::start_relay() {
   state_ = State::relaying;
-  to_client_ = std::make_unique<RelayBuffer>(to_server_.size());
+  std::vector<std::uint8_t>().swap(startup_);  // forwarded already; free it
+  const std::size_t size = std::max(ctx_->options.buffer_size, kMinBufferSize);
+  to_server_ = std::make_unique<RelayBuffer>(size);
+  to_client_ = std::make_unique<RelayBuffer>(size);
   last_activity_ = Clock::now();
   if (ctx_->options.idle_timeout.count() > 0) {
     arm_timer(last_activity_ + ctx_->options.idle_timeout);
@@ -24,7 +27,7 @@ void Session::start_relay() {
 }
 
 void Session::pump_to_server() {
-  client_.async_read_some(asio::buffer(to_server_.data(), to_server_.size()),
+  client_.async_read_some(asio::buffer(to_server_->data(), to_server_->size()),
                           [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
                             if (self->done()) return;
                             if (ec) {
@@ -33,7 +36,7 @@ void Session::pump_to_server() {
                             }
                             self->last_activity_ = Clock::now();
                             self->ctx_->counters.bytes_to_server.fetch_add(n, std::memory_order_relaxed);
-                            self->backend_->async_write(asio::buffer(self->to_server_.data(), n),
+                            self->backend_->async_write(asio::buffer(self->to_server_->data(), n),
                                                         [self](const boost::system::error_code& ec, std::size_t) {
                                                           if (self->done()) return;
                                                           if (ec) {

@@ -132,9 +132,26 @@ void Session::start_backend_tls(std::function<void()> on_ready) {
                 verify != X509_V_OK ? fmt::format(" ({})", X509_verify_cert_error_string(verify)) : std::string()));
             return;
           }
+          self->check_channel_binding();
           on_ready();
         });
       });
+}
+
+// SCRAM-SHA-256-PLUS binds to the hash of the certificate the client saw (ours); the
+// member checks it against its own. They agree only when both present the same
+// certificate, so a difference is worth one warning per listener.
+void Session::check_channel_binding() {
+  if (!client_.is_tls()) return;
+  const X509* ours = SSL_get_certificate(client_.ssl());
+  const X509* theirs = SSL_get0_peer_certificate(backend_->ssl());
+  if (ours == nullptr || theirs == nullptr || X509_cmp(ours, theirs) == 0) return;
+  if (ctx_->warned_cert_mismatch.exchange(true)) return;
+  spdlog::warn(
+      "portal {}: {} presents a different certificate than the portal, so SCRAM channel binding "
+      "(SCRAM-SHA-256-PLUS) fails through the portal; give portals and members the same certificate, or have "
+      "clients use channel_binding=disable",
+      ctx_->name, endpoint_.describe());
 }
 
 void Session::backend_failed(const std::string& why) {
@@ -145,19 +162,18 @@ void Session::backend_failed(const std::string& why) {
 
 void Session::forward_startup() {
   // Forward exactly what the client sent (any bytes it sent after the StartupMessage too).
-  backend_->async_write(asio::buffer(to_server_.data(), have_),
-                        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-                          if (self->done()) return;
-                          if (ec) {
-                            self->backend_failed(ec.message());
-                            return;
-                          }
-                          self->ctx_->counters.bytes_to_server.fetch_add(n, std::memory_order_relaxed);
-                          spdlog::debug("portal {} session {} from {}: user {} database {} attached to {}",
-                                        self->ctx_->name, self->id_, self->peer_, self->user_, self->database_,
-                                        self->endpoint_.describe());
-                          self->start_relay();
-                        });
+  backend_->async_write(asio::buffer(startup_.data(), have_), [self = shared_from_this()](
+                                                                  const boost::system::error_code& ec, std::size_t n) {
+    if (self->done()) return;
+    if (ec) {
+      self->backend_failed(ec.message());
+      return;
+    }
+    self->ctx_->counters.bytes_to_server.fetch_add(n, std::memory_order_relaxed);
+    spdlog::debug("portal {} session {} from {}: user {} database {} attached to {}", self->ctx_->name, self->id_,
+                  self->peer_, self->user_, self->database_, self->endpoint_.describe());
+    self->start_relay();
+  });
 }
 
 }  // namespace tandem::portal::relay

@@ -21,7 +21,7 @@ using testing::Bytes;
 using testing::FakeBackend;
 using testing::TestClient;
 
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 5s) {
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (pred()) return true;
@@ -336,7 +336,7 @@ TEST_F(RelayTest, GarbageFloodThenAValidClient) {
   std::uniform_int_distribution<int> byte(0, 255);
   std::uniform_int_distribution<int> size(1, 300);
   const Bytes valid = testing::startup_for();
-  for (int i = 0; i < 600; ++i) {
+  for (int i = 0; i < 300; ++i) {
     TestClient c(port());
     ASSERT_TRUE(c.connected());
     Bytes b;
@@ -366,7 +366,7 @@ TEST_F(RelayTest, GarbageFloodThenAValidClient) {
   TestClient ok(port());
   open_tls_session(ok);
   expect_echo(ok);
-  EXPECT_TRUE(eventually([&] { return server_->counters().rejected_protocol.load() > 300; }));
+  EXPECT_TRUE(eventually([&] { return server_->counters().rejected_protocol.load() > 150; }));
   EXPECT_TRUE(eventually([&] { return server_->counters().active.load() == 1 && registry_.size() == 1; }));
 }
 
