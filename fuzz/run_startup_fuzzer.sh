@@ -9,8 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${2:-$root/build-fuzz}
 cmake -S "$root/fuzz" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C "$build" startup_fuzzer >/dev/null
-corpus=$(mktemp -d /tmp/tandem-fuzz-corpus-XXXXXX)
-trap 'rm -rf "$corpus"' EXIT
-cp "$root"/fuzz/corpus/startup/* "$corpus"/
+# New inputs go to the build tree (the first corpus directory); the seeds are only read.
+mkdir -p "$build/corpus-startup"
 cd "$build"
-./startup_fuzzer -max_total_time="$seconds" -max_len=12000 -timeout=10 -print_final_stats=1 "$corpus"
+./startup_fuzzer -max_total_time="$seconds" -max_len=12000 -timeout=10 -print_final_stats=1 \
+  "$build/corpus-startup" "$root/fuzz/corpus/startup"
