@@ -38,7 +38,7 @@ class AgentControl {
 // DELETE /switchover. Validates the JSON body (unknown keys are errors) and calls `control`.
 Response handle_control(AgentControl& control, const Request& req);
 
-// True when `path` is served by handle_control(); `method` receives the allowed method(s).
+// True when `path` is served by handle_control(); `allowed` receives its methods ("POST, DELETE").
 bool is_control_path(std::string_view path, std::string* allowed = nullptr);
 
 // A schedule given as ISO-8601 text or unix milliseconds (integer or digit string).

@@ -106,9 +106,12 @@ class Exchange {
           stream_.async_connect(results, [this](beast::error_code cec, const tcp::endpoint&) {
             if (cec) return finish(cec, "connect");
             http::async_write(stream_, req_, [this](beast::error_code wec, std::size_t) {
-              if (wec) return finish(wec, "send");
-              http::async_read(stream_, buffer_, parser_,
-                               [this](beast::error_code rec, std::size_t) { finish(rec, "receive"); });
+              // A server may answer early (e.g. 413) and stop reading: still try to read its answer.
+              if (wec && timed_out_) return finish(wec, "send");
+              http::async_read(stream_, buffer_, parser_, [this, wec](beast::error_code rec, std::size_t) {
+                if (rec && wec) return finish(wec, "send");
+                finish(rec, "receive");
+              });
             });
           });
         });

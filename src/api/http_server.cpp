@@ -164,6 +164,10 @@ class Session : public std::enable_shared_from_this<Session> {
       }
     }
 
+    if (out.status < 100 || out.status > 599) {
+      spdlog::error("api: handler answered {} {} with invalid status {}", r.method, r.path, out.status);
+      out = json_response(500, nlohmann::json{{"error", "internal error: handler returned an invalid status"}});
+    }
     res_ = {};
     res_.version(req.version());
     res_.result(static_cast<unsigned>(out.status));

@@ -306,6 +306,13 @@ TEST_F(ApiHttpTest, MalformedRequestsGet4xxAndTheServerKeepsServing) {
   EXPECT_EQ(get_status("/primary"), 200);
 }
 
+TEST_F(ApiHttpTest, ClientSeesTheEarly413ForAnOversizeBody) {
+  auto r = must(http_post(base_ + "/switchover", std::string(4 * 1024 * 1024, ' ')));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(json::parse(r.body).at("error").get<std::string>().find("65536"), std::string::npos) << r.body;
+  EXPECT_EQ(get_status("/primary"), 200);
+}
+
 TEST_F(ApiHttpTest, ExpectContinueIsAnswered) {
   RawConn c(server_->port());
   ASSERT_TRUE(c.connected());
@@ -372,6 +379,7 @@ TEST_F(ApiHttpTest, HandlerExceptionIs500AndServerContinues) {
   o.port = testkit::free_port();
   HttpServer s(o, [](const Request& r) -> Response {
     if (r.path == "/throw") throw std::runtime_error("boom");
+    if (r.path == "/bad-status") return Response{42, "text/plain", "?", {}};
     return json_response(200, json{{"ok", true}});
   });
   ASSERT_TRUE(s.start().ok());
@@ -379,6 +387,7 @@ TEST_F(ApiHttpTest, HandlerExceptionIs500AndServerContinues) {
   auto r = must(http_get(url + "/throw"));
   EXPECT_EQ(r.status, 500);
   EXPECT_NE(r.body.find("boom"), std::string::npos);
+  EXPECT_EQ(must(http_get(url + "/bad-status")).status, 500);
   EXPECT_EQ(must(http_get(url + "/fine")).status, 200);
   s.stop();
 }
