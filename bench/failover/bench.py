@@ -181,7 +181,11 @@ def machine_info(root, tandem_bin):
         "cpu_model": model,
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "kernel": platform.release(),
-        "tandem_commit": out(["git", "-C", root, "describe", "--always", "--dirty"]),
+        # The commit that was HEAD when the binary was built (its mtime); the build may also
+        # include uncommitted changes of the work tree.
+        "tandem_commit": out(["git", "-C", root, "rev-list", "-1", "--abbrev-commit",
+                              f"--before={int(os.path.getmtime(tandem_bin))}", "HEAD"]),
+        "tandem_built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(tandem_bin))),
         "tandem_binary": tandem_bin,
         "patroni": out(["/usr/bin/patroni", "--version"]),
         "etcd": (out([common.ETCD_BIN, "--version"]).splitlines() or ["etcd ?"])[0].replace("etcd Version:", "etcd"),
