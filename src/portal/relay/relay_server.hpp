@@ -2,7 +2,9 @@
 // One relay listener: a TCP acceptor and a few worker threads, each running its own
 // io_context. Accepted connections are dealt round-robin to the workers, and a session
 // stays on its worker for its whole life, so the relay path takes no locks.
-// Owned by the portal; start() and stop() are called from the owner's thread.
+// Owned by the portal; start() and stop() are called from the owner's thread. Sessions are
+// closed through the registry by posting to their worker, so whoever changes routes
+// (CurrentRoute::set) must stop doing so before the server is destroyed.
 #include <cstdint>
 #include <memory>
 #include <string>
