@@ -121,8 +121,8 @@ std::string agent_config_yaml(const Layout& l, const DataMember& m) {
   y << "    superuser: {username: postgres, password_file: " << l.secret_path("superuser.password") << "}\n";
   y << "    replication: {username: replicator, password_file: " << l.secret_path("replication.password") << "}\n";
   y << "    admin: {username: admin, password_file: " << l.secret_path("admin.password") << "}\n";
-  y << "ha:\n  ttl: " << l.ttl
-    << "\n  loop_wait: 1\n  retry_timeout: 2\n  synchronous_mode: " << dcs::to_string(l.synchronous_mode) << "\n";
+  y << "ha:\n  ttl: " << l.ttl << "\n  loop_wait: 1\n  retry_timeout: " << (l.ttl >= 4 ? 2 : 1)
+    << "\n  synchronous_mode: " << dcs::to_string(l.synchronous_mode) << "\n";
   return y.str();
 }
 

@@ -318,6 +318,9 @@ Status Agent::do_keep_leader(const Decision& d, const dcs::ClusterSnapshot& snap
 }
 
 Status Agent::do_switchover(const std::string& candidate) {
+  // A checkpoint now leaves the shutdown checkpoint almost nothing to write, which is
+  // most of the time writes are unavailable during the switchover.
+  if (auto* c = local_conn()) log_failure("CHECKPOINT before the switchover", pg::checkpoint(*c));
   spdlog::info("switchover: stopping PostgreSQL (fast) so {} receives every last WAL record", candidate);
   auto s = stop_pg(pg::StopMode::fast);
   if (!s) spdlog::warn("fast shutdown: {}", s.error().message);
