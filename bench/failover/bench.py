@@ -202,9 +202,7 @@ def main():
     ap.add_argument("--only", choices=["tandem", "patroni"], help="run one system only")
     ap.add_argument("--doc", help="markdown file to write the section into (default: docs/benchmarks.md for full runs)")
     ap.add_argument("--json", help="raw results file (default: bench/failover/results.json for full runs)")
-    ap.add_argument("--low-latency-ttl", type=int, default=3,
-                    help="ttl of Tandem's low-latency run (default 3: the agent rejects ttl < loop_wait + "
-                         "retry_timeout = 1 + 2)")
+    ap.add_argument("--low-latency-ttl", type=int, default=2, help="ttl of Tandem's low-latency run (default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data) afterwards")
     ap.add_argument("--report-only", metavar="RESULTS_JSON",
                     help="rewrite the table and the doc section from a results file, without running anything")
