@@ -126,13 +126,9 @@ void Agent::cycle() {
   static const dcs::ClusterSnapshot kEmpty;
   const dcs::ClusterSnapshot& cs = snap ? *snap : kEmpty;
   Decision d = decide(cs, local, dyn_, SteadyClock::now(), unix_millis_now());
-  if (d.reason != last_reason_ || d.action != last_action_) {
-    spdlog::info("{}", d.reason);
-  } else {
-    spdlog::debug("{}", d.reason);
-  }
+  // One line per cycle, like Patroni: what this member did and why.
+  spdlog::info("{}", d.reason);
   last_reason_ = d.reason;
-  last_action_ = d.action;
   execute(d, cs, local);
   publish(snap, local);
 

@@ -105,7 +105,6 @@ class Agent : public api::AgentControl {
   std::string last_leader_;
   Lsn last_leader_position_;
   std::string last_reason_;
-  Action last_action_ = Action::none;
   uint64_t cycles_ = 0;
   int64_t started_ms_ = 0;
   int64_t pg_started_ms_ = 0;
