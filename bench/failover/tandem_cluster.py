@@ -19,7 +19,7 @@ class TandemCluster:
         self.bin = tandem_bin
         self.dir = os.path.join(base_dir, label.lower().replace(" ", "-").replace("(", "").replace(")", ""))
         self.ttl = ttl
-        self.settings = f"ttl {ttl}, loop_wait 1, retry_timeout 2, synchronous_mode on"
+        self.settings = f"ttl {ttl}, loop_wait 1, retry_timeout {2 if ttl >= 4 else 1}, synchronous_mode on"
         self.failover_timeout = 60 + 3 * ttl
         self.base_port = None
         self.pgpass = os.path.join(self.dir, "secrets", "pgpass")
