@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 
 namespace tandem::storage {
@@ -116,7 +117,8 @@ Result<HttpResponse> HttpConnection::send(std::string_view method, std::string_v
     m.stream->expires_after(m.io_timeout);
     beast::error_code ec = m.run([&](auto handler) { http::async_write(*m.stream, req, handler); });
     http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
+    // Boost 1.74 compares a none limit as "less than everything": use the largest value instead.
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     if (method == "HEAD") parser.skip(true);
     if (!ec) {
       m.stream->expires_after(m.io_timeout);
@@ -144,19 +146,20 @@ Result<HttpResponse> HttpConnection::send(std::string_view method, std::string_v
       m.stream->expires_after(m.io_timeout);
       ec = m.run([&](auto handler) { http::async_read(*m.stream, m.buffer, parser, handler); });
       if (ec == http::error::need_buffer) ec = {};
-      if (ec) {
-        m.close();
-        return m.transport_error(fmt::format("reading the response to {} {} from", method, target), ec);
-      }
+      // Bytes decoded before an error are good: hand them on, so a resumed download
+      // continues right after them.
       size_t n = chunk.size() - parser.get().body().size;
-      if (n == 0) continue;
-      if (to_sink) {
+      if (n > 0 && to_sink) {
         if (auto s = (*sink)(std::string_view(chunk.data(), n)); !s) {
           m.close();
           return s.error();
         }
-      } else {
+      } else if (n > 0) {
         resp.body.append(chunk.data(), n);
+      }
+      if (ec) {
+        m.close();
+        return m.transport_error(fmt::format("reading the response to {} {} from", method, target), ec);
       }
     }
     if (!parser.keep_alive()) m.close();

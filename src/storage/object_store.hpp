@@ -76,6 +76,7 @@ struct StoreOptions {
   std::string profile = "default";  // section of credentials_file
   std::optional<bool> path_style;   // default true (path-style addressing)
   size_t part_size = 8u << 20;      // multipart above this size, parts of this size
+  int list_page_size = 1000;        // keys per listing request (1..1000)
   int max_attempts = 5;             // per request, first try included
   std::chrono::milliseconds retry_base_delay{200};
   std::chrono::milliseconds connect_timeout{5000};

@@ -73,6 +73,9 @@ Result<std::unique_ptr<S3ObjectStore>> S3ObjectStore::create(S3Config config) {
                       kMinPartSize);
   }
   if (config.max_attempts < 1) config.max_attempts = 1;
+  if (config.list_page_size < 1 || config.list_page_size > 1000) {
+    return make_error(Errc::invalid_argument, "S3 list page size {} is outside [1, 1000]", config.list_page_size);
+  }
   return std::unique_ptr<S3ObjectStore>(new S3ObjectStore(std::move(config)));
 }
 
@@ -253,9 +256,11 @@ Status S3ObjectStore::get_stream(const std::string& key, const ByteSink& sink) {
     uint64_t before = delivered;
     auto r = attempt(call, &counting);
     if (r && (r->status == 200 || r->status == 206)) {
-      if (before > 0 && r->status != 206) {
-        return make_error(Errc::protocol, "S3 {}: resuming '{}' at byte {} got HTTP {} instead of 206", url(), key,
-                          before, r->status);
+      if ((before > 0) != (r->status == 206)) {
+        return make_error(
+            Errc::protocol,
+            "S3 {}: reading '{}' from byte {} got HTTP {}: a server that ignores or invents ranges cannot be resumed",
+            url(), key, before, r->status);
       }
       return {};
     }
@@ -281,7 +286,11 @@ Result<std::vector<ObjectInfo>> S3ObjectStore::list(const std::string& prefix) {
   const std::string root = config_.prefix.empty() ? "" : config_.prefix + "/";
   std::string token;
   for (int page = 0; page < 1000000; ++page) {
-    Call call{"GET", "", {{"list-type", "2"}, {"prefix", root + prefix}}, {}, {}};
+    Call call{"GET",
+              "",
+              {{"list-type", "2"}, {"max-keys", std::to_string(config_.list_page_size)}, {"prefix", root + prefix}},
+              {},
+              {}};
     if (!token.empty()) call.query.emplace_back("continuation-token", token);
     auto r = execute(call);
     if (!r) return r.error();

@@ -25,6 +25,7 @@ struct S3Config {
   std::string region = "us-east-1";
   sigv4::Credentials credentials;
   size_t part_size = 8u << 20;  // S3 requires >= 5 MiB for all parts but the last
+  int list_page_size = 1000;    // max-keys per ListObjectsV2 page
   int max_attempts = 5;
   std::chrono::milliseconds retry_base_delay{200};
   std::chrono::milliseconds connect_timeout{5000};

@@ -205,6 +205,7 @@ Result<std::unique_ptr<ObjectStore>> make_s3(const std::string& url, const Store
     }
   }
   c.part_size = options.part_size;
+  c.list_page_size = options.list_page_size;
   c.max_attempts = options.max_attempts;
   c.retry_base_delay = options.retry_base_delay;
   c.connect_timeout = options.connect_timeout;
