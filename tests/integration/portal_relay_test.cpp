@@ -408,7 +408,7 @@ TEST_F(PortalRelayTest, MalformedFloodThenAValidClient) {
   EXPECT_TRUE(r.status.ok()) << r.output;
   EXPECT_EQ(r.output, "still here\n");
   // The slow clients are cut off after the 3 s start-up timeout, without our help.
-  ASSERT_TRUE(testkit::wait_until([&] { return relay_->counters().active.load() == 0 && registry_.size() == 0; }, 15s));
+  ASSERT_TRUE(testkit::wait_until([&] { return relay_->counters().active.load() == 0 && registry_.size() == 0; }, 30s));
   for (int fd : slow) {
     std::uint8_t x;
     EXPECT_LE(::recv(fd, &x, 1, 0), 0);  // closed by the portal
