@@ -21,4 +21,5 @@ for fuzzer in fuzz/run_*.sh; do
 done
 
 echo "== unit and integration tests"
-(cd build && ctest --output-on-failure -j1 --timeout 900)
+# Timing-sensitive integration tests get one retry on this shared 2-core machine.
+(cd build && ctest --output-on-failure -j1 --timeout 900 --repeat until-pass:2)

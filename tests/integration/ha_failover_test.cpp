@@ -111,7 +111,7 @@ TEST(HaFailover, LeaderCrashPromotesSyncStandbyWithoutLosingAcknowledgedCommits)
   std::string leader = d.wait_leader(30s);
   ASSERT_FALSE(leader.empty());
   std::string follower = d.other(leader);
-  ASSERT_TRUE(d.wait_streaming(follower, 30s));
+  ASSERT_TRUE(d.wait_sync_standby(follower, 30s));
   ASSERT_TRUE(d.exec(leader, "CREATE TABLE acked(id int primary key)").ok());
   Writer w(d);
   ASSERT_TRUE(wait_until([&] { return w.count() > 50; }, 20s));
@@ -152,7 +152,7 @@ TEST(HaFailover, KilledAgentLeavesNoWritablePostgres) {
   Deployment d;
   std::string leader = d.wait_leader(30s);
   ASSERT_FALSE(leader.empty());
-  ASSERT_TRUE(d.wait_streaming(d.other(leader), 30s));
+  ASSERT_TRUE(d.wait_sync_standby(d.other(leader), 30s));
   pid_t pm = d.postmaster_pid(leader);
   ASSERT_GT(pm, 0);
   ASSERT_TRUE(d.accepts_write(leader));

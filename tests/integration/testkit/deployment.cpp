@@ -91,6 +91,15 @@ bool Deployment::wait_streaming(const std::string& member, std::chrono::millisec
       timeout, std::chrono::milliseconds(100));
 }
 
+bool Deployment::wait_sync_standby(const std::string& member, std::chrono::milliseconds timeout) {
+  return wait_until(
+      [&] {
+        auto s = snapshot();
+        return s && s->sync && s->sync->sync_standby == member;
+      },
+      timeout, std::chrono::milliseconds(100));
+}
+
 namespace {
 pid_t read_pid(const std::string& path) {
   std::ifstream in(path);

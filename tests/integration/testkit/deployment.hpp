@@ -49,6 +49,8 @@ class Deployment {
   std::string wait_leader(std::chrono::milliseconds timeout, const std::string& not_this = "");
   // Waits until `member` streams from the leader.
   bool wait_streaming(const std::string& member, std::chrono::milliseconds timeout);
+  // Waits until the sync key names `member` as synchronous standby (it may then be promoted).
+  bool wait_sync_standby(const std::string& member, std::chrono::milliseconds timeout);
   std::string other(const std::string& member) const { return member == "pg1" ? "pg2" : "pg1"; }
 
   // Pids from the deployment's pid files / postmaster.pid; 0 when absent.
