@@ -76,8 +76,8 @@ class ClusterStore {
 };
 
 struct EtcdOptions {
-  std::vector<std::string> endpoints;  // "http://127.0.0.1:2379" or "127.0.0.1:2379"
-  std::string cluster;                 // cluster name: keys live under /tandem/<cluster>/
+  std::vector<std::string> endpoints;            // "http://127.0.0.1:2379" or "127.0.0.1:2379"
+  std::string cluster;                           // cluster name: keys live under /tandem/<cluster>/
   std::chrono::milliseconds call_timeout{1000};  // deadline of one gRPC call on one endpoint
   // Total time one operation may take, failing over between endpoints;
   // 0: call_timeout times the number of endpoints.

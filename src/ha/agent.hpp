@@ -92,8 +92,8 @@ class Agent : public api::AgentControl {
 
   dcs::DynamicConfig dyn_;
   std::string passfile_;
-  std::string following_;   // member our standby config points at
-  std::string sync_names_;  // synchronous_standby_names we configured
+  std::string following_;                              // member our standby config points at
+  std::string sync_names_;                             // synchronous_standby_names we configured
   std::map<std::string, std::string> applied_params_;  // dynamic parameters PostgreSQL runs with
   Lsn sync_requested_at_;
   bool pm_started_ = false;   // we started a postmaster that has not been reaped

@@ -20,8 +20,12 @@ constexpr const char* kIncludeLine = "include_if_exists = 'tandem.conf'";
 // Defaults the caller's parameters may override.
 const std::map<std::string, std::string>& default_parameters() {
   static const std::map<std::string, std::string> d = {
-      {"wal_level", "replica"},   {"max_wal_senders", "10"},      {"max_replication_slots", "10"},
-      {"wal_keep_size", "256MB"}, {"hot_standby_feedback", "on"}, {"log_line_prefix", "%m [%p] %q%u@%d "},
+      {"wal_level", "replica"},
+      {"max_wal_senders", "10"},
+      {"max_replication_slots", "10"},
+      {"wal_keep_size", "256MB"},
+      {"hot_standby_feedback", "on"},
+      {"log_line_prefix", "%m [%p] %q%u@%d "},
       // A standby whose stream ended (the primary shut down for a switchover) retries
       // after this long; PostgreSQL's 5 s default delays a promotion requested meanwhile.
       {"wal_retrieve_retry_interval", "200ms"},

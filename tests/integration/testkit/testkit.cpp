@@ -49,7 +49,9 @@ int free_port_range(int count) {
   throw std::runtime_error("no free port range found");
 }
 
-int free_port() { return free_port_range(1); }
+int free_port() {
+  return free_port_range(1);
+}
 
 TempDir::TempDir(const std::string& prefix) {
   std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
@@ -72,6 +74,8 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
   }
 }
 
-std::string tandem_binary() { return TANDEM_BINARY; }
+std::string tandem_binary() {
+  return TANDEM_BINARY;
+}
 
 }  // namespace tandem::testkit

@@ -63,21 +63,25 @@ TEST_P(AgentConfigErrors, NameTheKeyAndTheProblem) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, AgentConfigErrors,
-    ::testing::Values(BadCase{"cluster: demo", "", "cluster: required key is missing"},
-                      BadCase{"name: m1", "name: 'm 1'", "name: 'm 1' is not a valid member name"},
-                      BadCase{"listen: 127.0.0.1:5433", "listen: 127.0.0.1", "postgresql.listen: expected HOST:PORT"},
-                      BadCase{"listen: 127.0.0.1:5433", "listen: 127.0.0.1:99999", "postgresql.listen: port 99999 is out of range"},
-                      BadCase{"listen: 127.0.0.1:8008", "listen: h:x", "api.listen: port in 'h:x' is not a number"},
-                      BadCase{"ttl: 6", "ttl: six", "ha.ttl: expected an integer"},
-                      BadCase{"ttl: 6", "ttl: 1", "ha.ttl: 1 is out of range"},
-                      BadCase{"ttl: 6", "ttl: 2", "ttl: 2 must be at least loop_wait + retry_timeout"},
-                      BadCase{"synchronous_mode: strict", "synchronous_mode: maybe", "ha.synchronous_mode: expected off, on or strict"},
-                      BadCase{"nofailover: true", "nofailover: perhaps", "tags.nofailover: expected true or false"},
-                      BadCase{"data_dir: /tmp/x/m1", "data_dir: /tmp/x/m1\ndata_dri: x", "data_dri: unknown key"},
-                      BadCase{"max_connections: 50", "port: 5", "postgresql.parameters.port: is managed by tandem"},
-                      BadCase{"endpoints: [http://127.0.0.1:2379, http://127.0.0.1:2381]", "endpoints: []", "etcd.endpoints: expected a non-empty list"},
-                      BadCase{"cluster: demo", "cluster: [demo", "YAML syntax error at line"},
-                      BadCase{"{username: repl, password_file: /tmp/x/repl.pw}", "{password_file: /tmp/x/repl.pw, user: x}", "postgresql.authentication.replication.user: unknown key"}));
+    ::testing::Values(
+        BadCase{"cluster: demo", "", "cluster: required key is missing"},
+        BadCase{"name: m1", "name: 'm 1'", "name: 'm 1' is not a valid member name"},
+        BadCase{"listen: 127.0.0.1:5433", "listen: 127.0.0.1", "postgresql.listen: expected HOST:PORT"},
+        BadCase{"listen: 127.0.0.1:5433", "listen: 127.0.0.1:99999", "postgresql.listen: port 99999 is out of range"},
+        BadCase{"listen: 127.0.0.1:8008", "listen: h:x", "api.listen: port in 'h:x' is not a number"},
+        BadCase{"ttl: 6", "ttl: six", "ha.ttl: expected an integer"},
+        BadCase{"ttl: 6", "ttl: 1", "ha.ttl: 1 is out of range"},
+        BadCase{"ttl: 6", "ttl: 2", "ttl: 2 must be at least loop_wait + retry_timeout"},
+        BadCase{"synchronous_mode: strict", "synchronous_mode: maybe",
+                "ha.synchronous_mode: expected off, on or strict"},
+        BadCase{"nofailover: true", "nofailover: perhaps", "tags.nofailover: expected true or false"},
+        BadCase{"data_dir: /tmp/x/m1", "data_dir: /tmp/x/m1\ndata_dri: x", "data_dri: unknown key"},
+        BadCase{"max_connections: 50", "port: 5", "postgresql.parameters.port: is managed by tandem"},
+        BadCase{"endpoints: [http://127.0.0.1:2379, http://127.0.0.1:2381]", "endpoints: []",
+                "etcd.endpoints: expected a non-empty list"},
+        BadCase{"cluster: demo", "cluster: [demo", "YAML syntax error at line"},
+        BadCase{"{username: repl, password_file: /tmp/x/repl.pw}", "{password_file: /tmp/x/repl.pw, user: x}",
+                "postgresql.authentication.replication.user: unknown key"}));
 
 TEST(AgentConfig, MissingFileIsAClearError) {
   auto c = load_agent_config("/nonexistent/tandem.yaml");
