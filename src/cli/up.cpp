@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "api/http_client.hpp"
 #include "cli/commands.hpp"
 #include "dcs/store.hpp"
 #include "deploy/layout.hpp"
@@ -63,6 +64,14 @@ void stop_all(const deploy::Layout& l) {
 
 // A leader running as primary, and every other member streaming from it.
 bool deployment_ready(dcs::ClusterStore& store, const deploy::Layout& l, std::string& status) {
+  // Every etcd member serves (a restarted one has rejoined), not just a quorum.
+  for (const auto& e : l.etcd) {
+    auto h = api::http_get(e.client_url() + "/health", std::chrono::milliseconds(1000));
+    if (!h || h->status != 200 || h->body.find("true") == std::string::npos) {
+      status = fmt::format("waiting for etcd member {} to serve", e.name);
+      return false;
+    }
+  }
   auto snap = store.load();
   if (!snap) {
     status = "waiting for etcd: " + snap.error().message;
