@@ -20,6 +20,11 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Test-only tools: Node.js/npm (the S3 test server) and the aws CLI (reads what we upload).
+# Images that already ship them (possibly not from Debian) are left alone.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v aws >/dev/null || missing+=(awscli)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -110,12 +110,7 @@ TEST(HaOperations, FollowerStoppedInModeOnLeaderKeepsWriting) {
   ASSERT_FALSE(leader.empty());
   std::string follower = d.other(leader);
   ASSERT_TRUE(d.wait_streaming(follower, 30s));
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto s = d.snapshot();
-        return s && s->sync && s->sync->sync_standby == follower;
-      },
-      20s));
+  ASSERT_TRUE(d.wait_sync_standby(follower, 20s));
   d.kill9(d.agent_pid(follower));  // its PostgreSQL goes down with it
   // Within a few loops the leader drops synchronous replication and writes continue.
   auto write = std::async(std::launch::async, [&] { return d.accepts_write(leader, 0); });
@@ -126,12 +121,7 @@ TEST(HaOperations, FollowerStoppedInModeOnLeaderKeepsWriting) {
   EXPECT_FALSE(s->sync->sync_standby.has_value());
   // The follower comes back and becomes the synchronous standby again.
   ASSERT_TRUE(d.up());
-  EXPECT_TRUE(wait_until(
-      [&] {
-        auto s2 = d.snapshot();
-        return s2 && s2->sync && s2->sync->sync_standby == follower;
-      },
-      60s));
+  EXPECT_TRUE(d.wait_sync_standby(follower, 60s));
 }
 
 TEST(HaOperations, FollowerStoppedInStrictModeBlocksWritesUntilItReturns) {
@@ -140,12 +130,7 @@ TEST(HaOperations, FollowerStoppedInStrictModeBlocksWritesUntilItReturns) {
   ASSERT_FALSE(leader.empty());
   std::string follower = d.other(leader);
   ASSERT_TRUE(d.wait_streaming(follower, 30s));
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto s = d.snapshot();
-        return s && s->sync && s->sync->sync_standby == follower;
-      },
-      20s));
+  ASSERT_TRUE(d.wait_sync_standby(follower, 20s));
   ASSERT_TRUE(d.accepts_write(leader, 0));
   d.kill9(d.agent_pid(follower));
   ASSERT_TRUE(wait_until([&] { return d.postmaster_pid(follower) == 0; }, 5s));
