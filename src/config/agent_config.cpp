@@ -105,7 +105,71 @@ Status parse_credentials(const Reader& r, Credentials& c) {
   return {};
 }
 
+Status parse_backup(const Reader& r, BackupConfig& b) {
+  TRY(r.check_known(
+      {"store", "key_file", "retired_key_files", "credentials_file", "archive", "schedule", "retention"}));
+  TRY(r.str("store", b.store, true));
+  if (b.store.rfind("file:///", 0) != 0 && b.store.rfind("s3://", 0) != 0)
+    return make_error(Errc::invalid_argument, "{}: expected file:///ABS/DIR or s3://BUCKET[/PREFIX], got '{}'",
+                      r.key("store"), b.store);
+  TRY(r.str("key_file", b.key_file, true));
+  if (b.key_file.front() != '/')
+    return make_error(Errc::invalid_argument, "{}: must be an absolute path, got '{}'", r.key("key_file"), b.key_file);
+  auto retired = r.child("retired_key_files");
+  if (retired && !retired.IsNull()) {
+    if (!retired.IsSequence())
+      return make_error(Errc::invalid_argument, "{}: expected a list of paths", r.key("retired_key_files"));
+    for (const auto& f : retired) {
+      if (!f.IsScalar() || f.as<std::string>().empty() || f.as<std::string>().front() != '/')
+        return make_error(Errc::invalid_argument, "{}: expected absolute paths", r.key("retired_key_files"));
+      b.retired_key_files.push_back(f.as<std::string>());
+    }
+  }
+  TRY(r.str("credentials_file", b.credentials_file));
+  TRY(r.boolean("archive", b.archive));
+  std::string schedule;
+  TRY(r.str("schedule", schedule));
+  if (!schedule.empty()) {
+    auto d = parse_duration(schedule, r.key("schedule"));
+    if (!d) return d.error();
+    b.schedule = *d;
+  }
+  Reader ret = r.sub("retention");
+  TRY(ret.check_known({"count", "max_age", "pitr_window"}));
+  TRY(ret.integer("count", b.retention.count, 1, 100000));
+  for (auto [k, out] : {std::pair<const char*, std::chrono::seconds*>{"max_age", &b.retention.max_age},
+                        {"pitr_window", &b.retention.pitr_window}}) {
+    std::string text;
+    TRY(ret.str(k, text));
+    if (text.empty()) continue;
+    auto d = parse_duration(text, ret.key(k));
+    if (!d) return d.error();
+    *out = *d;
+  }
+  return {};
+}
+
 }  // namespace
+
+Result<std::chrono::seconds> parse_duration(const std::string& text, const std::string& key) {
+  if (text == "off" || text == "0") return std::chrono::seconds{0};
+  size_t used = 0;
+  int64_t n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  static const std::map<std::string, int64_t> kUnits = {{"", 1},     {"s", 1},     {"m", 60},
+                                                        {"h", 3600}, {"d", 86400}, {"w", 7 * 86400}};
+  auto unit = kUnits.find(used == 0 ? "?" : text.substr(used));
+  if (used == 0 || unit == kUnits.end() || n < 0 || text.front() == '-' || text.front() == '+')
+    return make_error(Errc::invalid_argument, "{}: expected a duration such as 90s, 15m, 24h or 7d, got '{}'", key,
+                      text);
+  if (n > (int64_t{1} << 40) / unit->second)
+    return make_error(Errc::invalid_argument, "{}: duration '{}' is too large", key, text);
+  return std::chrono::seconds{n * unit->second};
+}
 
 std::string HostPort::to_string() const {
   if (host.find(':') != std::string::npos) return fmt::format("[{}]:{}", host, port);
@@ -144,7 +208,7 @@ Result<AgentConfig> parse_agent_config(const std::string& yaml_text) {
   AgentConfig c;
   Reader top(root, "");
   TRY(top.check_known(
-      {"cluster", "name", "etcd", "data_dir", "run_dir", "log_file", "api", "postgresql", "ha", "tags"}));
+      {"cluster", "name", "etcd", "data_dir", "run_dir", "log_file", "api", "postgresql", "ha", "tags", "backup"}));
   TRY(top.str("cluster", c.cluster, true));
   TRY(top.str("name", c.name, true));
   if (!std::regex_match(c.cluster, kNameRe))
@@ -245,6 +309,8 @@ Result<AgentConfig> parse_agent_config(const std::string& yaml_text) {
         return make_error(Errc::invalid_argument, "tags.{}: expected a scalar", k);
     }
   }
+
+  if (top.child("backup") && !top.child("backup").IsNull()) TRY(parse_backup(top.sub("backup"), c.backup));
 
   if (c.run_dir.empty()) c.run_dir = c.data_dir + ".run";
   if (c.pg_log_file.empty()) c.pg_log_file = c.data_dir + ".postgresql.log";

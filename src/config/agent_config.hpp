@@ -1,6 +1,8 @@
 #pragma once
 // AgentConfig: the YAML file of one `tandem agent`. Parsing names the key and the
 // problem on every error ("postgresql.listen: expected HOST:PORT, got 'x'").
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -21,6 +23,32 @@ struct Credentials {
   std::string username;
   std::string password_file;  // read when needed; the password itself never sits in a config struct
 };
+
+// Retention of base backups (enforced by the backup module): keep at least `count` full
+// backups, drop those older than `max_age` (0 = no age limit), and always keep what a
+// point-in-time restore over the last `pitr_window` needs.
+struct RetentionConfig {
+  int count = 7;
+  std::chrono::seconds max_age{30 * 24 * 3600};
+  std::chrono::seconds pitr_window{7 * 24 * 3600};
+};
+
+// The `backup:` section: where backups and archived WAL live and how they are sealed.
+// Empty `store` means backups are not configured (no archiving, no schedule).
+struct BackupConfig {
+  std::string store;                           // file:///abs/dir or s3://bucket/prefix?endpoint=...
+  std::string key_file;                        // KEK, mode 0600
+  std::vector<std::string> retired_key_files;  // older KEKs, still used to open old objects
+  std::string credentials_file;                // S3 INI credentials, mode 0600; empty = environment
+  bool archive = true;                         // WAL archiving (archive_mode=on on every member)
+  std::chrono::seconds schedule{24 * 3600};    // full backups by the leader's agent; 0 = off
+  RetentionConfig retention;
+  bool enabled() const { return !store.empty(); }
+};
+
+// Parses a duration such as "90s", "15m", "24h", "7d", "1w" or a plain number of seconds;
+// "0" and "off" give 0. `key` names the setting in errors.
+Result<std::chrono::seconds> parse_duration(const std::string& text, const std::string& key);
 
 struct AgentConfig {
   std::string cluster;
@@ -43,6 +71,7 @@ struct AgentConfig {
   Credentials admin{"admin", ""};
   dcs::Tags tags;
   dcs::DynamicConfig bootstrap;  // dynamic config written to the DCS by the first agent
+  BackupConfig backup;
 };
 
 // Parses and validates; exceptions are not used.
