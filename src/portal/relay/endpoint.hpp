@@ -27,4 +27,8 @@ struct Endpoint {
 // not block (read a snapshot, never do I/O).
 using RouteFn = std::function<std::optional<Endpoint>()>;
 
+// True while a session that found no route should wait for one (a leader change is in
+// progress) rather than be refused. Same threading rules as RouteFn.
+using HoldFn = std::function<bool()>;
+
 }  // namespace tandem::portal::relay

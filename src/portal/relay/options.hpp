@@ -18,6 +18,11 @@ struct RelayOptions {
   // Bytes per direction per session, allocated once; at least kMinBufferSize.
   std::size_t buffer_size = 64 * 1024;
   std::size_t max_sessions = 1000;  // concurrent client connections per listener
+  // While the listener's HoldFn says a leader change is in progress, a new session with no
+  // route waits up to this long (re-checking every hold_retry) instead of being refused;
+  // zero refuses at once.
+  std::chrono::milliseconds hold_timeout{0};
+  std::chrono::milliseconds hold_retry{20};
 };
 
 // A floor for buffer_size, so a misconfiguration cannot make the relay crawl.
@@ -35,6 +40,9 @@ struct RelayCounters {
   std::atomic<std::uint64_t> rejected_protocol{0};
   std::atomic<std::uint64_t> rejected_too_many{0};
   std::atomic<std::uint64_t> no_route{0};
+  std::atomic<std::uint64_t> held{0};           // sessions that waited for a route
+  std::atomic<std::uint64_t> hold_timeouts{0};  // ... and were refused when none came in time
+  std::atomic<std::int64_t> holding{0};         // gauge: sessions waiting for a route now
   std::atomic<std::uint64_t> backend_failures{0};
   std::atomic<std::uint64_t> timeouts{0};
   std::atomic<std::uint64_t> cancels_forwarded{0};

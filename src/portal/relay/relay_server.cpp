@@ -27,6 +27,7 @@ RelayServer::RelayServer(RelayServerOptions opts, tls::ServerContextHolder* serv
   ctx_->server_tls = server_tls;
   ctx_->backend_tls = std::move(backend_tls);
   ctx_->route = std::move(route);
+  ctx_->hold = opts_.hold;
   ctx_->registry = registry;
 }
 

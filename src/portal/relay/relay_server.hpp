@@ -26,6 +26,7 @@ struct RelayServerOptions {
   std::uint16_t port = 0;  // 0: an ephemeral port (see port())
   int workers = 2;
   RelayOptions session;
+  HoldFn hold;  // empty: never hold (a session with no route is refused at once)
 };
 
 class RelayServer {

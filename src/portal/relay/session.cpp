@@ -17,6 +17,7 @@ Session::Session(tcp::socket socket, std::shared_ptr<ListenerContext> ctx)
 Session::~Session() {
   // Normally close() has removed it already; not when a stopped worker dropped the session.
   if (id_ != 0) ctx_->registry->remove(id_);
+  if (hold_until_) ctx_->counters.holding.fetch_sub(1, std::memory_order_relaxed);
   ctx_->counters.active.fetch_sub(1, std::memory_order_relaxed);
 }
 

@@ -41,6 +41,7 @@ struct ListenerContext {
   tls::ServerContextHolder* server_tls = nullptr;  // null: TLS is not offered; must outlive
   std::shared_ptr<tls::SslContext> backend_tls;    // for endpoints with tls=true
   RouteFn route;
+  HoldFn hold;                          // empty: never hold
   SessionRegistry* registry = nullptr;  // must outlive the listener
   RelayCounters counters;
   std::atomic<bool> stopping{false};              // set by the listener's stop(): new sessions close at once
@@ -81,6 +82,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // session_server.cpp
   void route_and_connect(int attempt);
+  // No route: wait and retry while the listener holds, else refuse (57P03).
+  void hold_or_refuse(int attempt);
   void connect_backend(std::function<void()> on_ready);
   void on_backend_connected(std::function<void()> on_ready);
   void start_backend_tls(std::function<void()> on_ready);
@@ -124,6 +127,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool ssl_refused_ = false;
 
   Endpoint endpoint_;
+  std::optional<Clock::time_point> hold_until_;  // set while the session waits for a route
   std::optional<wire::CancelKey> cancel_to_forward_;
   wire::BackendScanner scanner_;
   bool cancel_key_registered_ = false;

@@ -5,6 +5,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "portal/relay/session.hpp"
 #include "portal/tls/client_context.hpp"
@@ -21,10 +22,13 @@ constexpr int kMaxRouteAttempts = 3;
 void Session::route_and_connect(int attempt) {
   auto target = ctx_->route ? ctx_->route() : std::nullopt;
   if (!target) {
-    ctx_->counters.no_route.fetch_add(1, std::memory_order_relaxed);
-    reject(wire::sqlstate::kCannotConnectNow, "no leader is available right now",
-           "The cluster may be electing a new leader; retry in a few seconds.");
+    hold_or_refuse(attempt);
     return;
+  }
+  if (hold_until_) {
+    hold_until_.reset();
+    ctx_->counters.holding.fetch_sub(1, std::memory_order_relaxed);
+    spdlog::info("portal {} session {} from {}: released to {}", ctx_->name, id_, peer_, target->describe());
   }
   endpoint_ = *target;
   ctx_->registry->set_endpoint(id_, endpoint_);
@@ -41,6 +45,41 @@ void Session::route_and_connect(int attempt) {
   }
   ctx_->counters.routed.fetch_add(1, std::memory_order_relaxed);
   connect_backend([this] { forward_startup(); });
+}
+
+void Session::hold_or_refuse(int attempt) {
+  const auto now = Clock::now();
+  const bool may_hold = ctx_->hold && ctx_->options.hold_timeout.count() > 0 && ctx_->hold();
+  if (may_hold && !hold_until_) {
+    // The start-up timer no longer applies: the client has done its part.
+    ++timer_generation_;
+    timer_.cancel();
+    hold_until_ = now + ctx_->options.hold_timeout;
+    ctx_->counters.held.fetch_add(1, std::memory_order_relaxed);
+    ctx_->counters.holding.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("portal {} session {} from {}: a leader change is in progress; holding for up to {} ms", ctx_->name,
+                 id_, peer_, ctx_->options.hold_timeout.count());
+  }
+  if (may_hold && now < *hold_until_) {
+    auto retry = std::make_shared<asio::steady_timer>(executor_, ctx_->options.hold_retry);
+    retry->async_wait([self = shared_from_this(), retry, attempt](const boost::system::error_code& ec) {
+      if (ec || self->done()) return;
+      self->route_and_connect(attempt);
+    });
+    return;
+  }
+  ctx_->counters.no_route.fetch_add(1, std::memory_order_relaxed);
+  if (hold_until_) {
+    hold_until_.reset();
+    ctx_->counters.holding.fetch_sub(1, std::memory_order_relaxed);
+    ctx_->counters.hold_timeouts.fetch_add(1, std::memory_order_relaxed);
+    reject(wire::sqlstate::kCannotConnectNow,
+           fmt::format("no leader accepted writes within {} ms", ctx_->options.hold_timeout.count()),
+           "A leader change is taking longer than usual; retry in a few seconds.");
+    return;
+  }
+  reject(wire::sqlstate::kCannotConnectNow, "no leader is available right now",
+         "The cluster may be electing a new leader; retry in a few seconds.");
 }
 
 void Session::connect_backend(std::function<void()> on_ready) {
