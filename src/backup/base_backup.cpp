@@ -269,9 +269,9 @@ Status BackupRun::stream() {
   std::string label = opts_.label.empty() ? "tandem " + m_.id : opts_.label;
   m_.label = label;
   if (label.size() > 200) return make_error(Errc::invalid_argument, "backup label longer than 200 bytes");
-  std::string cmd = fmt::format(
-      "BASE_BACKUP (LABEL {}, PROGRESS, CHECKPOINT 'fast', WAIT false, MANIFEST 'yes', TARGET 'client')",
-      quote_label(label));
+  std::string cmd =
+      fmt::format("BASE_BACKUP (LABEL {}, PROGRESS, CHECKPOINT 'fast', WAIT false, MANIFEST 'yes', TARGET 'client')",
+                  quote_label(label));
   if (PQsendQuery(raw, cmd.c_str()) != 1) return make_error(Errc::io, "BASE_BACKUP: {}", pg_error(raw));
 
   PgResult start(PQgetResult(raw));
@@ -291,7 +291,8 @@ Status BackupRun::stream() {
     if (!kb.empty()) total_estimate_ += std::stoull(kb) * 1024;
   }
   PgResult copy(PQgetResult(raw));
-  if (copy.status() != PGRES_COPY_OUT) return make_error(Errc::protocol, "BASE_BACKUP did not start COPY: {}", pg_error(raw));
+  if (copy.status() != PGRES_COPY_OUT)
+    return make_error(Errc::protocol, "BASE_BACKUP did not start COPY: {}", pg_error(raw));
 
   bool in_manifest = false;
   std::string pg_manifest;
@@ -335,7 +336,8 @@ Status BackupRun::stream() {
   }
   if (auto st = finish_archive(); !st) return st;
   PgResult end(PQgetResult(raw));
-  if (end.status() != PGRES_TUPLES_OK) return make_error(Errc::protocol, "BASE_BACKUP failed at the end: {}", pg_error(raw));
+  if (end.status() != PGRES_TUPLES_OK)
+    return make_error(Errc::protocol, "BASE_BACKUP failed at the end: {}", pg_error(raw));
   auto stop = Lsn::parse(end.value(0, 0));
   if (!stop) return make_error(Errc::protocol, "BASE_BACKUP sent an odd stop position '{}'", end.value(0, 0));
   m_.stop_lsn = *stop;
@@ -382,13 +384,14 @@ Status BackupRun::wait_for_archive() {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   std::string why;
-  auto st = pg::query_once(p, "SELECT coalesce(last_failed_wal, ''), coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+  auto st =
+      pg::query_once(p, "SELECT coalesce(last_failed_wal, ''), coalesce(last_archived_wal, '') FROM pg_stat_archiver");
   if (st && !st->rows.empty()) {
     why = fmt::format(" (pg_stat_archiver: last archived '{}', last failed '{}')", st->rows[0][1].value_or(""),
                       st->rows[0][0].value_or(""));
   }
-  return make_error(Errc::timeout, "WAL segment {} (end of backup {}) did not reach {} within {}s{}", m_.stop_wal, m_.id,
-                    repo_.url(), opts_.archive_timeout.count(), why);
+  return make_error(Errc::timeout, "WAL segment {} (end of backup {}) did not reach {} within {}s{}", m_.stop_wal,
+                    m_.id, repo_.url(), opts_.archive_timeout.count(), why);
 }
 
 void BackupRun::cleanup() {

@@ -31,7 +31,7 @@
 namespace tandem::backup {
 
 struct CreateOptions {
-  pg::ConnParams conn;  // where to back up from (a replication connection is opened)
+  pg::ConnParams conn;      // where to back up from (a replication connection is opened)
   pg::ConnParams sql_conn;  // same server, ordinary connection (archive status); defaults to conn
   std::string cluster;
   std::string label;  // default "tandem <id>"
@@ -50,10 +50,10 @@ Result<BackupManifest> create_backup(Repo& repo, const CreateOptions& options);
 // One backup directory in the store.
 struct BackupEntry {
   std::string id;
-  bool complete = false;             // tandem.json present and readable
+  bool complete = false;  // tandem.json present and readable
   std::optional<BackupManifest> manifest;
-  std::string problem;               // why tandem.json could not be read (complete = false)
-  uint64_t stored_bytes = 0;         // sum of the objects present
+  std::string problem;        // why tandem.json could not be read (complete = false)
+  uint64_t stored_bytes = 0;  // sum of the objects present
   size_t objects = 0;
 };
 

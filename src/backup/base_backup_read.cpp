@@ -38,7 +38,8 @@ Status stream_object(Repo& repo, const BackupObject& expected, const PlainSink& 
   Status fetch_status;
   std::thread fetcher([&] {
     auto reader = storage::UnsealReader::create(
-        repo.keyring(), [&](std::string_view plain) -> Status {
+        repo.keyring(),
+        [&](std::string_view plain) -> Status {
           if (!pipe.push(plain)) return make_error(Errc::io, "restore of '{}' stopped", expected.key);
           return {};
         },
@@ -78,12 +79,12 @@ Status stream_object(Repo& repo, const BackupObject& expected, const PlainSink& 
                       fetch_status.error().message);
   }
   if (stored != expected.stored_bytes) {
-    return make_error(Errc::protocol, "backup object '{}' has {} stored bytes, the manifest says {}", expected.key, stored,
-                      expected.stored_bytes);
+    return make_error(Errc::protocol, "backup object '{}' has {} stored bytes, the manifest says {}", expected.key,
+                      stored, expected.stored_bytes);
   }
   if (plain_bytes != expected.plaintext_bytes) {
-    return make_error(Errc::protocol, "backup object '{}' holds {} bytes, the manifest says {}", expected.key, plain_bytes,
-                      expected.plaintext_bytes);
+    return make_error(Errc::protocol, "backup object '{}' holds {} bytes, the manifest says {}", expected.key,
+                      plain_bytes, expected.plaintext_bytes);
   }
   std::string digest = storage::to_hex(sha.finish());
   if (digest != expected.sha256) {
@@ -93,7 +94,9 @@ Status stream_object(Repo& repo, const BackupObject& expected, const PlainSink& 
   return {};
 }
 
-std::string object_name(const std::string& key) { return key.substr(key.rfind('/') + 1); }
+std::string object_name(const std::string& key) {
+  return key.substr(key.rfind('/') + 1);
+}
 
 Status write_file(const std::string& path, std::string_view data, uid_t uid, gid_t gid) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

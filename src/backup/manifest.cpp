@@ -230,7 +230,8 @@ std::string human_bytes(uint64_t n) {
     ++u;
   }
   if (u == 0) return fmt::format("{} B", n);
-  return fmt::format(v < 10 ? "{:.1f} {}" : "{:.0f} {}", v, units[u]);
+  if (v < 10) return fmt::format("{:.1f} {}", v, units[u]);
+  return fmt::format("{:.0f} {}", v, units[u]);
 }
 
 }  // namespace tandem::backup
