@@ -34,6 +34,7 @@ struct RelayCounters {
   std::atomic<std::uint64_t> accepted{0};
   std::atomic<std::int64_t> active{0};  // gauge: sessions alive (negotiating or relaying)
   std::atomic<std::uint64_t> routed{0};
+  std::atomic<std::uint64_t> spliced{0};  // sessions relayed by a RelayLoop (plain TCP both ways)
   std::atomic<std::uint64_t> tls_sessions{0};
   std::atomic<std::uint64_t> tls_handshake_failures{0};
   std::atomic<std::uint64_t> rejected_plaintext{0};

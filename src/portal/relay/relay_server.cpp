@@ -59,11 +59,25 @@ Status RelayServer::start() {
                       opts_.port, ec.message());
   }
   port_ = acceptor_->local_endpoint().port();
+  const int loops = opts_.relay_loops < 0 ? count : opts_.relay_loops;
+  for (int i = 0; i < loops; ++i) {
+    loops_.push_back(std::make_unique<RelayLoop>(fmt::format("{}-{}", opts_.name, i)));
+    if (auto s = loops_.back()->start(); !s.ok()) {
+      loops_.clear();
+      ctx_->loops.clear();
+      acceptor_.reset();
+      guards_.clear();
+      workers_.clear();
+      return s;
+    }
+    ctx_->loops.push_back(loops_.back().get());
+  }
   ctx_->stopping.store(false);
   for (auto& w : workers_) threads_.emplace_back([io = w.get()] { io->run(); });
   running_ = true;
   asio::post(*workers_[0], [this] { accept_next(); });
-  spdlog::info("portal {} listening on {}:{} with {} workers", opts_.name, opts_.listen_host, port_, count);
+  spdlog::info("portal {} listening on {}:{} with {} workers and {} relay threads", opts_.name, opts_.listen_host,
+               port_, count, loops_.size());
   return {};
 }
 
@@ -108,6 +122,10 @@ void RelayServer::stop() {
   for (auto& w : workers_) w->stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  // Sessions still on a loop end here, while their workers' io_contexts still exist.
+  for (auto& l : loops_) l->stop();
+  ctx_->loops.clear();
+  loops_.clear();
   acceptor_.reset();
   workers_.clear();
   spdlog::info("portal {} stopped ({} sessions closed)", opts_.name, n);

@@ -16,6 +16,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "base/result.hpp"
+#include "portal/relay/relay_loop.hpp"
 #include "portal/relay/session.hpp"
 
 namespace tandem::portal::relay {
@@ -25,6 +26,9 @@ struct RelayServerOptions {
   std::string listen_host = "127.0.0.1";
   std::uint16_t port = 0;  // 0: an ephemeral port (see port())
   int workers = 2;
+  // Relay threads for sessions that are plain TCP on both sides (splice, see relay_loop.hpp);
+  // -1: as many as workers; 0: none (those sessions relay on the asio workers too).
+  int relay_loops = -1;
   RelayOptions session;
   HoldFn hold;  // empty: never hold (a session with no route is refused at once)
 };
@@ -59,6 +63,7 @@ class RelayServer {
   std::vector<std::unique_ptr<IoContext>> workers_;
   std::vector<WorkGuard> guards_;
   std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<RelayLoop>> loops_;             // stopped after the workers
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;  // on workers_[0]
   std::size_t next_worker_ = 0;                               // touched on workers_[0] only
   std::uint16_t port_ = 0;

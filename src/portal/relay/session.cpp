@@ -1,6 +1,8 @@
 // Session lifecycle: construction, registration, close.
 #include "portal/relay/session.hpp"
 
+#include "portal/relay/relay_loop.hpp"
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
@@ -48,6 +50,10 @@ void Session::start() {
 }
 
 void Session::close(const std::string& reason) {
+  if (loop_ != nullptr) {
+    loop_->request_close(id_, reason);
+    return;
+  }
   if (state_ == State::finished) return;
   const bool relayed = state_ == State::relaying;
   state_ = State::finished;

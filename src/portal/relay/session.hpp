@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,8 @@
 
 namespace tandem::portal::relay {
 
+class RelayLoop;
+
 // What every session of one listener shares. Owned by the listener through a shared_ptr
 // that each session also holds, so it outlives them all.
 struct ListenerContext {
@@ -46,6 +49,9 @@ struct ListenerContext {
   RelayCounters counters;
   std::atomic<bool> stopping{false};              // set by the listener's stop(): new sessions close at once
   std::atomic<bool> warned_cert_mismatch{false};  // logged once: see Session::check_channel_binding
+  // Relay threads for sessions that are plain TCP on both sides (owned by the server;
+  // empty: every session relays on its asio worker).
+  std::vector<RelayLoop*> loops;
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -92,10 +98,15 @@ class Session : public std::enable_shared_from_this<Session> {
   void forward_startup();
 
   // session_relay.cpp
+  friend class RelayLoop;  // runs the relay of plaintext sessions (relay_loop.cpp)
   void start_relay();
+  // Gives both sockets to a RelayLoop, which relays from then on (plaintext both ways).
+  void hand_to_loop();
+  // Called by the RelayLoop, on its thread, when it closed the session's sockets.
+  void end_on_loop(const std::string& reason);
   void pump_to_server();
   void pump_to_client();
-  void scan_server_bytes(std::size_t n);
+  void scan_server_bytes(std::span<const std::uint8_t> bytes);
   void arm_timer(Clock::time_point at);
   void on_timer();
   bool done() const { return state_ == State::finished || rejecting_; }
@@ -115,6 +126,9 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::steady_timer timer_;
   std::uint64_t timer_generation_ = 0;
   Clock::time_point last_activity_;
+  // Set (on this session's worker) when the sockets went to a loop; from then on the loop
+  // owns the session, and close() only forwards the request to it.
+  RelayLoop* loop_ = nullptr;
 
   // Negotiation reads into startup_, which grows only as far as the packet needs (a few
   // hundred bytes, at most ~10 KB), so a connection that never gets past start-up costs

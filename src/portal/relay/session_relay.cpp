@@ -1,8 +1,13 @@
 // Session, relay: bytes both ways until either side closes, plus the session's one timer
-// (start-up deadline, connect deadline, then idle timeout).
+// (start-up deadline, connect deadline, then idle timeout). Sessions that are plain TCP
+// on both sides go to a RelayLoop (splice, see relay_loop.hpp); the others (TLS on either
+// side) relay here, on the asio worker, through one buffer per direction.
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/buffer.hpp>
 
+#include "portal/relay/relay_loop.hpp"
 #include "portal/relay/session.hpp"
 
 namespace tandem::portal::relay {
@@ -12,6 +17,10 @@ namespace asio = boost::asio;
 void Session::start_relay() {
   state_ = State::relaying;
   std::vector<std::uint8_t>().swap(startup_);  // forwarded already; free it
+  if (!ctx_->loops.empty() && !client_.is_tls() && !backend_->is_tls()) {
+    hand_to_loop();
+    return;
+  }
   const std::size_t size = std::max(ctx_->options.buffer_size, kMinBufferSize);
   to_server_ = std::make_unique<RelayBuffer>(size);
   to_client_ = std::make_unique<RelayBuffer>(size);
@@ -24,6 +33,33 @@ void Session::start_relay() {
   }
   pump_to_server();
   pump_to_client();
+}
+
+void Session::hand_to_loop() {
+  ++timer_generation_;  // the loop keeps the idle timeout from now on
+  timer_.cancel();
+  boost::system::error_code client_ec;
+  boost::system::error_code backend_ec;
+  const int client_fd = client_.socket().release(client_ec);
+  const int backend_fd = backend_->socket().release(backend_ec);
+  if (client_ec || backend_ec) {
+    if (!client_ec) ::close(client_fd);
+    if (!backend_ec) ::close(backend_fd);
+    close(fmt::format("could not hand the connection to a relay thread: {}",
+                      (client_ec ? client_ec : backend_ec).message()));
+    return;
+  }
+  RelayLoop* loop = ctx_->loops[id_ % ctx_->loops.size()];
+  loop_ = loop;
+  ctx_->counters.spliced.fetch_add(1, std::memory_order_relaxed);
+  loop->adopt(shared_from_this(), client_fd, backend_fd);
+}
+
+void Session::end_on_loop(const std::string& reason) {
+  state_ = State::finished;
+  ctx_->registry->remove(id_);
+  spdlog::info("portal {} session {} from {} (user {}, database {}, {}) closed: {}", ctx_->name, id_, peer_, user_,
+               database_, endpoint_.describe(), reason);
 }
 
 void Session::pump_to_server() {
@@ -58,7 +94,7 @@ void Session::pump_to_client() {
                               }
                               self->last_activity_ = Clock::now();
                               self->ctx_->counters.bytes_to_client.fetch_add(n, std::memory_order_relaxed);
-                              if (!self->scanner_.done()) self->scan_server_bytes(n);
+                              if (!self->scanner_.done()) self->scan_server_bytes(self->to_client_->first(n));
                               self->client_.async_write(asio::buffer(self->to_client_->data(), n),
                                                         [self](const boost::system::error_code& ec, std::size_t) {
                                                           if (self->done()) return;
@@ -71,8 +107,8 @@ void Session::pump_to_client() {
                             });
 }
 
-void Session::scan_server_bytes(std::size_t n) {
-  const auto& st = scanner_.feed(to_client_->first(n));
+void Session::scan_server_bytes(std::span<const std::uint8_t> bytes) {
+  const auto& st = scanner_.feed(bytes);
   if (st.backend_key && !cancel_key_registered_) {
     ctx_->registry->set_cancel_key(id_, *st.backend_key);
     cancel_key_registered_ = true;

@@ -2,7 +2,8 @@
 // Test helpers for the relay: a blocking client on a raw socket (plaintext or OpenSSL on
 // the fd, with receive timeouts so a test never hangs) and a fake PostgreSQL backend that
 // answers every StartupMessage with AuthenticationOk, BackendKeyData and ReadyForQuery,
-// echoes whatever follows, and records CancelRequests.
+// echoes whatever follows (closing when a read starts with Terminate 'X'), and records
+// CancelRequests.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -142,6 +143,15 @@ class TestClient {
   }
 
   SSL* ssl() { return ssl_; }
+  // Half-close: no more bytes from this client (plaintext only).
+  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  // Closes with a TCP reset instead of a FIN (plaintext only).
+  void reset() {
+    linger l{1, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::close(fd_);
+    fd_ = -1;
+  }
 
  private:
   int fd_ = -1;
@@ -242,6 +252,7 @@ class FakeBackend {
             for (;;) {
               const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
               if (n <= 0) break;
+              if (buf[0] == 'X') break;  // Terminate: close, like PostgreSQL
               ::send(fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL);
             }
           }

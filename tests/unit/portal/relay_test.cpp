@@ -53,9 +53,10 @@ class RelayTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void start(RelayOptions opts = {}) {
-    server_ = std::make_unique<RelayServer>(RelayServerOptions{.name = "rw", .port = 0, .workers = 2, .session = opts},
-                                            tls_.get(), nullptr, route_.as_route_fn(), &registry_);
+  void start(RelayOptions opts = {}, int relay_loops = -1) {
+    server_ = std::make_unique<RelayServer>(
+        RelayServerOptions{.name = "rw", .port = 0, .workers = 2, .relay_loops = relay_loops, .session = opts},
+        tls_.get(), nullptr, route_.as_route_fn(), &registry_);
     ASSERT_TRUE(server_->start().ok());
   }
 
@@ -84,6 +85,13 @@ class RelayTest : public ::testing::Test {
     auto ready = c.read_message();
     ASSERT_TRUE(ready.has_value());
     EXPECT_EQ(ready->type, 'Z');
+  }
+
+  // A plaintext StartupMessage (needs allow_plaintext) and the fake's start-up answer.
+  static void open_plain_session(TestClient& c, std::uint32_t* pid = nullptr) {
+    ASSERT_TRUE(c.connected());
+    ASSERT_TRUE(c.send(testing::startup_for()));
+    expect_startup_answer(c, pid);
   }
 
   static void expect_echo(TestClient& c) {
@@ -378,6 +386,163 @@ TEST_F(RelayTest, StopClosesEverything) {
   EXPECT_TRUE(c.closed_by_peer());
   EXPECT_EQ(registry_.size(), 0u);
   EXPECT_EQ(server_->counters().active.load(), 0);
+}
+
+// Plaintext on both sides: the session moves to a relay loop, which splices after the
+// member's ReadyForQuery.
+
+int open_fds() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// "3 -> socket:[123], ..." for a failure message.
+std::string fd_listing() {
+  std::string out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    out += e.path().filename().string() + " -> " + std::filesystem::read_symlink(e.path(), ec).string() + "; ";
+  }
+  return out;
+}
+
+// Opens and closes a session on each worker and relay loop, so that what asio and the loops
+// create lazily (each worker's epoll, eventfd and timerfd) is part of an fd baseline.
+void warm_up(std::uint16_t port, int sessions = 4) {
+  for (int i = 0; i < sessions; ++i) {
+    TestClient c(port);
+    ASSERT_TRUE(c.send(testing::startup_for()));
+    for (int m = 0; m < 3; ++m) ASSERT_TRUE(c.read_message().has_value());
+  }
+}
+
+TEST_F(RelayTest, SplicedSessionCarriesLargeStreamsBothWays) {
+  start({.allow_plaintext = true});
+  TestClient c(port());
+  open_plain_session(c);
+  EXPECT_EQ(server_->counters().spliced.load(), 1u);
+  Bytes payload(4 * 1024 * 1024);
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<std::uint8_t>('a' + (i * 7919) % 23);
+  const auto to_server_before = server_->counters().bytes_to_server.load();
+  std::thread writer([&] { EXPECT_TRUE(c.send(payload)); });  // the fake echoes while we send
+  const auto echo = c.read_exact(payload.size());
+  writer.join();
+  ASSERT_TRUE(echo.has_value());
+  EXPECT_TRUE(*echo == payload);
+  expect_echo(c);
+  EXPECT_GE(server_->counters().bytes_to_server.load() - to_server_before, payload.size());
+  EXPECT_GE(server_->counters().bytes_to_client.load(), payload.size());
+}
+
+TEST_F(RelayTest, CancelWorksForSplicedSessions) {
+  start({.allow_plaintext = true});
+  TestClient session(port());
+  std::uint32_t pid = 0;
+  open_plain_session(session, &pid);
+  ASSERT_TRUE(eventually([&] { return !registry_.snapshot().empty() && registry_.snapshot()[0].has_cancel_key; }));
+  {
+    TestClient cancel(port());
+    ASSERT_TRUE(cancel.send(wire::encode_cancel_request({pid, {0xA1, 0xB2, 0xC3, 0xD4}})));
+    EXPECT_TRUE(cancel.closed_by_peer());
+  }
+  ASSERT_TRUE(eventually([&] { return backend_.cancels().size() == 1; }));
+  EXPECT_EQ(backend_.cancels()[0].pid, pid);
+  expect_echo(session);
+}
+
+TEST_F(RelayTest, SplicedClientHalfCloseIsPassedOn) {
+  start({.allow_plaintext = true});
+  TestClient c(port());
+  open_plain_session(c);
+  const Bytes query = {'Q', 0, 0, 0, 13, 's', 'e', 'l', 'e', 'c', 't', ' ', '1', 0};
+  ASSERT_TRUE(c.send(query));
+  c.shutdown_write();
+  // The member still answers what came before the half-close, then ends the session.
+  const auto echo = c.read_exact(query.size());
+  ASSERT_TRUE(echo.has_value());
+  EXPECT_EQ(*echo, query);
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_TRUE(back_to_idle());
+}
+
+TEST_F(RelayTest, SplicedMemberCloseReachesTheClient) {
+  start({.allow_plaintext = true});
+  warm_up(port());
+  ASSERT_TRUE(back_to_idle());
+  const int fds_before = open_fds();
+  {
+    TestClient c(port());
+    open_plain_session(c);
+    ASSERT_TRUE(c.send({'X', 0, 0, 0, 4}));  // Terminate: the fake member closes
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  EXPECT_TRUE(back_to_idle());
+  EXPECT_TRUE(eventually([&] { return open_fds() == fds_before; }))
+      << open_fds() << " vs " << fds_before << ": " << fd_listing();
+}
+
+TEST_F(RelayTest, SplicedClientResetEndsTheSession) {
+  start({.allow_plaintext = true});
+  warm_up(port());
+  ASSERT_TRUE(back_to_idle());
+  const int fds_before = open_fds();
+  const auto spliced_before = server_->counters().spliced.load();
+  for (int i = 0; i < 20; ++i) {
+    TestClient c(port());
+    open_plain_session(c);
+    expect_echo(c);
+    c.reset();
+  }
+  EXPECT_TRUE(back_to_idle());
+  EXPECT_TRUE(eventually([&] { return open_fds() == fds_before; }))
+      << open_fds() << " vs " << fds_before << ": " << fd_listing();
+  EXPECT_EQ(server_->counters().spliced.load() - spliced_before, 20u);
+}
+
+TEST_F(RelayTest, RouteChangeClosesSplicedSessions) {
+  start({.allow_plaintext = true});
+  TestClient c(port());
+  open_plain_session(c);
+  FakeBackend other;
+  EXPECT_EQ(route_.set(Endpoint{.member = "new", .host = "127.0.0.1", .port = other.port()}, "failover"), 1u);
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_TRUE(back_to_idle());
+  TestClient again(port());
+  open_plain_session(again);
+  expect_echo(again);
+  EXPECT_EQ(other.users().size(), 1u);
+}
+
+TEST_F(RelayTest, SplicedIdleTimeout) {
+  start({.allow_plaintext = true, .idle_timeout = 300ms});
+  TestClient c(port());
+  open_plain_session(c);
+  expect_echo(c);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 250ms);
+  EXPECT_EQ(server_->counters().timeouts.load(), 1u);
+}
+
+TEST_F(RelayTest, StopClosesSplicedSessions) {
+  start({.allow_plaintext = true});
+  TestClient c(port());
+  open_plain_session(c);
+  server_->stop();
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_EQ(registry_.size(), 0u);
+  EXPECT_EQ(server_->counters().active.load(), 0);
+}
+
+TEST_F(RelayTest, WithoutRelayLoopsPlaintextRelaysOnTheWorkers) {
+  start({.allow_plaintext = true}, 0);
+  TestClient c(port());
+  std::uint32_t pid = 0;
+  open_plain_session(c, &pid);
+  expect_echo(c);
+  EXPECT_EQ(server_->counters().spliced.load(), 0u);
+  ASSERT_TRUE(eventually([&] { return !registry_.snapshot().empty() && registry_.snapshot()[0].has_cancel_key; }));
 }
 
 TEST(RelayServerStart, PortInUseIsAClearError) {
