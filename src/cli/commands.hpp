@@ -12,6 +12,7 @@ using Runner = std::function<int()>;
 Runner add_up(CLI::App& app);
 Runner add_down(CLI::App& app);
 Runner add_agent(CLI::App& app);
+Runner add_portal(CLI::App& app);
 void add_ctl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
 
 }  // namespace tandem::cli

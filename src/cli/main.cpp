@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   runners.back().first = app.get_subcommand("down");
   runners.emplace_back(nullptr, tandem::cli::add_agent(app));
   runners.back().first = app.get_subcommand("agent");
+  runners.emplace_back(nullptr, tandem::cli::add_portal(app));
+  runners.back().first = app.get_subcommand("portal");
   tandem::cli::add_ctl(app, runners);
   CLI11_PARSE(app, argc, argv);
   for (auto& [cmd, run] : runners) {

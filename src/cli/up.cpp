@@ -15,6 +15,7 @@
 #include "dcs/store.hpp"
 #include "deploy/layout.hpp"
 #include "deploy/supervisor.hpp"
+#include "portal/pki/deployment_pki.hpp"
 
 namespace tandem::cli {
 
@@ -48,11 +49,14 @@ bool stop_requested(const sigset_t& set, std::chrono::milliseconds wait) {
 
 void stop_all(const deploy::Layout& l) {
   auto comps = deploy::components(l, deploy::self_binary());
-  // Agents first (each shuts its PostgreSQL down fast), then etcd.
-  for (bool agents : {true, false}) {
+  // Portals first (clients fail fast), agents next (each shuts its PostgreSQL down fast),
+  // then etcd.
+  enum class Stage { portals, agents, etcd };
+  for (Stage stage : {Stage::portals, Stage::agents, Stage::etcd}) {
     std::vector<std::thread> threads;
     for (const auto& c : comps) {
-      if (c.is_agent != agents) continue;
+      const Stage own = c.is_portal ? Stage::portals : c.is_agent ? Stage::agents : Stage::etcd;
+      if (own != stage) continue;
       threads.emplace_back([&l, c] {
         auto s = deploy::stop(l, c, c.is_agent ? std::chrono::seconds(60) : std::chrono::seconds(10));
         if (!s) std::cerr << "tandem: " << s.error().message << "\n";
@@ -95,8 +99,24 @@ bool deployment_ready(dcs::ClusterStore& store, const deploy::Layout& l, std::st
       return false;
     }
   }
+  for (const auto& p : l.portals) {
+    auto h = api::http_get(p.http_url() + "/health", std::chrono::milliseconds(1000));
+    if (!h || h->status != 200) {
+      status = fmt::format("waiting for {} to route to the leader", p.name);
+      return false;
+    }
+  }
   status = "ready";
   return true;
+}
+
+std::string portal_summary(const deploy::Layout& l) {
+  std::string out;
+  for (const auto& p : l.portals) {
+    out += fmt::format("{}{} read-write {}:{}, read-only {}:{}, {}/metrics", out.empty() ? "" : "\n            ",
+                       p.name, l.host, p.port, l.host, p.ro_port, p.http_url());
+  }
+  return out;
 }
 
 void print_tail(const std::string& path, int lines) {
@@ -141,6 +161,26 @@ int run_up(const UpOptions& o) {
   if (auto s = deploy::prepare(layout); !s) {
     std::cerr << "tandem up: " << s.error().message << "\n";
     return 1;
+  }
+
+  {
+    // The deployment CA and the portals' certificate (created once, renewed when near expiry).
+    const auto names = deploy::portal_names(layout);
+    portal::pki::EnsurePkiRequest req;
+    req.dir = layout.pki_dir();
+    req.server.dns_names = names.dns_names;
+    req.server.ip_addresses = names.ip_addresses;
+    req.server.now = std::chrono::system_clock::now();
+    req.ca.now = req.server.now;
+    req.ca.common_name = fmt::format("Tandem deployment CA ({})", layout.cluster);
+    auto pki = portal::pki::ensure_deployment_pki(req);
+    if (!pki) {
+      std::cerr << "tandem up: deployment PKI in " << layout.pki_dir() << ": " << pki.error().message << "\n";
+      return 1;
+    }
+    if (pki->action != portal::pki::PkiAction::unchanged) {
+      std::cout << fmt::format("certificates: {} ({})\n", portal::pki::pki_action_name(pki->action), layout.pki_dir());
+    }
   }
 
   sigset_t stop_set = block_stop_signals();
@@ -192,9 +232,13 @@ int run_up(const UpOptions& o) {
   std::cout << fmt::format(
       "\nTandem deployment '{}' is ready in {}\n"
       "  connect:  PGPASSFILE={} psql \"{}\"\n"
+      "            (key=value form: \"{}\")\n"
+      "  portals:  {}\n"
+      "  CA:       {}\n"
       "  status:   tandem ctl list --dir {}\n"
       "  details:  {}/deployment.json\n",
-      layout.cluster, layout.dir, layout.secret_path("pgpass"), deploy::connection_uri(layout), layout.dir, layout.dir);
+      layout.cluster, layout.dir, layout.secret_path("pgpass"), deploy::connection_uri(layout),
+      deploy::connection_string(layout), portal_summary(layout), layout.ca_cert_path(), layout.dir, layout.dir);
   if (o.detach) {
     std::cout << fmt::format("  stop:     tandem down --dir {}\n", layout.dir);
     return 0;
@@ -222,7 +266,8 @@ int run_up(const UpOptions& o) {
 
 Runner add_up(CLI::App& app) {
   auto o = std::make_shared<UpOptions>();
-  auto* cmd = app.add_subcommand("up", "Run a complete local deployment: three etcd members, two data members");
+  auto* cmd =
+      app.add_subcommand("up", "Run a complete local deployment: three etcd members, two data members, two portals");
   cmd->add_option("--dir", o->dir, "Deployment directory")->capture_default_str();
   auto* bp =
       cmd->add_option("--base-port", o->base_port, "First of the ports the deployment uses")->capture_default_str();

@@ -27,6 +27,10 @@ std::string DataMember::api_url() const {
   return fmt::format("http://127.0.0.1:{}", api_port);
 }
 
+std::string PortalNode::http_url() const {
+  return fmt::format("http://127.0.0.1:{}", http_port);
+}
+
 std::vector<std::string> Layout::etcd_endpoints() const {
   std::vector<std::string> out;
   for (const auto& e : etcd) out.push_back(e.client_url());
@@ -40,6 +44,9 @@ Layout make_layout(const std::string& dir, int base_port, const std::string& clu
   l.cluster = cluster;
   for (int i = 0; i < 3; ++i) l.etcd.push_back({fmt::format("e{}", i + 1), base_port + 2 * i, base_port + 2 * i + 1});
   for (int j = 0; j < 2; ++j) l.members.push_back({fmt::format("pg{}", j + 1), base_port + 10 + j, base_port + 20 + j});
+  for (int k = 0; k < 2; ++k) {
+    l.portals.push_back({fmt::format("portal{}", k + 1), base_port + 30 + k, base_port + 32 + k, base_port + 34 + k});
+  }
   return l;
 }
 
@@ -123,7 +130,52 @@ std::string agent_config_yaml(const Layout& l, const DataMember& m) {
   y << "    admin: {username: admin, password_file: " << l.secret_path("admin.password") << "}\n";
   y << "ha:\n  ttl: " << l.ttl << "\n  loop_wait: 1\n  retry_timeout: " << (l.ttl >= 4 ? 2 : 1)
     << "\n  synchronous_mode: " << dcs::to_string(l.synchronous_mode) << "\n";
+  y << "  archive: true\n";
   return y.str();
+}
+
+std::string portal_config_yaml(const Layout& l, const PortalNode& p) {
+  const auto names = portal_names(l);
+  const auto pki = l.pki_dir();
+  std::ostringstream y;
+  y << "# Written by `tandem up`; edit and restart the portal to change settings.\n";
+  y << "cluster: " << l.cluster << "\n";
+  y << "name: " << p.name << "\n";
+  y << "etcd:\n  endpoints:\n";
+  for (const auto& e : l.etcd) y << "    - " << e.client_url() << "\n";
+  y << "listeners:\n";
+  y << "  read_write: " << l.host << ":" << p.port << "\n";
+  y << "  read_only: " << l.host << ":" << p.ro_port << "\n";
+  y << "  http: " << l.host << ":" << p.http_port << "\n";
+  y << "tls:\n  cert: " << pki << "/server.crt\n  key: " << pki << "/server.key\n  ca: " << l.ca_cert_path() << "\n";
+  y << "backend:\n  tls: off\n";
+  y << "limits:\n  switchover_hold_timeout: 30s\n";
+  y << "log_file: " << l.log_path(p.name) << "\n";
+  y << "pki:\n  dir: " << pki << "\n  dns_names:\n";
+  for (const auto& n : names.dns_names) y << "    - \"" << n << "\"\n";
+  y << "  ip_addresses:\n";
+  for (const auto& a : names.ip_addresses) y << "    - \"" << a << "\"\n";
+  y << "fallback:\n  members:\n";
+  for (const auto& m : l.members) {
+    y << "    - {name: " << m.name << ", api_url: \"" << m.api_url() << "\", postgresql: \"" << l.host << ":"
+      << m.pg_port << "\"}\n";
+  }
+  return y.str();
+}
+
+PortalNames portal_names(const Layout& l) {
+  PortalNames n;
+  n.dns_names.push_back("localhost");
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0' && std::string(host) != "localhost") {
+    n.dns_names.emplace_back(host);
+  }
+  n.ip_addresses = {"127.0.0.1", "::1"};
+  if (l.host != "127.0.0.1" && l.host != "::1" && l.host != "localhost") {
+    const bool is_ip = l.host.find_first_not_of("0123456789.:abcdefABCDEF") == std::string::npos;
+    (is_ip ? n.ip_addresses : n.dns_names).push_back(l.host);
+  }
+  return n;
 }
 
 Status prepare(const Layout& l) {
@@ -140,16 +192,26 @@ Status prepare(const Layout& l) {
     if (auto s = ensure_dir(l.member_dir(m), 0755); !s) return s;
     if (auto s = write_file(l.agent_config_path(m), agent_config_yaml(l, m), 0644); !s) return s;
   }
+  for (const auto& p : l.portals) {
+    if (auto s = write_file(l.portal_config_path(p), portal_config_yaml(l, p), 0644); !s) return s;
+  }
   // A pgpass file for the admin role, so clients need not see the password.
   std::ifstream pw_in(l.secret_path("admin.password"));
   std::string pw;
   std::getline(pw_in, pw);
   std::string pgpass;
   for (const auto& m : l.members) pgpass += fmt::format("{}:{}:*:admin:{}\n", l.host, m.pg_port, pw);
+  // Through the portals, by address or by name (libpq matches the host as written).
+  for (const auto& p : l.portals) {
+    for (int port : {p.port, p.ro_port}) {
+      pgpass += fmt::format("{}:{}:*:admin:{}\n", l.host, port, pw);
+      pgpass += fmt::format("localhost:{}:*:admin:{}\n", port, pw);
+    }
+  }
   return write_file(l.secret_path("pgpass"), pgpass, 0600);
 }
 
-std::string connection_uri(const Layout& l) {
+std::string direct_uri(const Layout& l) {
   std::string hosts;
   for (const auto& m : l.members) {
     if (!hosts.empty()) hosts += ",";
@@ -158,17 +220,50 @@ std::string connection_uri(const Layout& l) {
   return fmt::format("postgresql://admin@{}/postgres?target_session_attrs=read-write&connect_timeout=5", hosts);
 }
 
+std::string connection_uri(const Layout& l) {
+  std::string hosts;
+  for (const auto& p : l.portals) {
+    if (!hosts.empty()) hosts += ",";
+    hosts += fmt::format("{}:{}", l.host, p.port);
+  }
+  return fmt::format(
+      "postgresql://admin@{}/"
+      "postgres?sslmode=verify-full&sslrootcert={}&target_session_attrs=read-write&connect_timeout=5",
+      hosts, l.ca_cert_path());
+}
+
+std::string connection_string(const Layout& l) {
+  std::string hosts, ports;
+  for (const auto& p : l.portals) {
+    hosts += (hosts.empty() ? "" : ",") + l.host;
+    ports += (ports.empty() ? "" : ",") + std::to_string(p.port);
+  }
+  return fmt::format(
+      "host={} port={} user=admin dbname=postgres sslmode=verify-full sslrootcert={} target_session_attrs=read-write "
+      "connect_timeout=5",
+      hosts, ports, l.ca_cert_path());
+}
+
 Status write_deployment_json(const Layout& l) {
   json members = json::array();
   for (const auto& m : l.members) {
     members.push_back(json{{"name", m.name}, {"host", l.host}, {"pg_port", m.pg_port}, {"api_url", m.api_url()}});
+  }
+  json portals = json::array();
+  for (const auto& p : l.portals) {
+    portals.push_back(
+        json{{"name", p.name}, {"host", l.host}, {"port", p.port}, {"ro_port", p.ro_port}, {"http_url", p.http_url()}});
   }
   json j{{"cluster", l.cluster},
          {"etcd", l.etcd_endpoints()},
          {"members", members},
          {"admin", json{{"user", "admin"}, {"password_file", l.secret_path("admin.password")}}},
          {"pgpass_file", l.secret_path("pgpass")},
-         {"connection_uri", connection_uri(l)}};
+         {"connection_uri", connection_uri(l)},
+         {"connection_string", connection_string(l)},
+         {"direct_uri", direct_uri(l)},
+         {"ca_cert", l.ca_cert_path()},
+         {"portals", portals}};
   return write_file(l.dir + "/deployment.json", j.dump(2) + "\n", 0644);
 }
 

@@ -26,6 +26,16 @@ struct DataMember {
   std::string api_url() const;
 };
 
+// A portal of the deployment: read-write and read-only PostgreSQL ports (TLS) and an HTTP
+// port for /health and /metrics.
+struct PortalNode {
+  std::string name;  // portal1, portal2
+  int port = 0;
+  int ro_port = 0;
+  int http_port = 0;
+  std::string http_url() const;
+};
+
 struct Layout {
   std::string dir;  // absolute
   std::string cluster = "tandem";
@@ -35,10 +45,15 @@ struct Layout {
   int ttl = 4;
   std::vector<EtcdNode> etcd;
   std::vector<DataMember> members;
+  std::vector<PortalNode> portals;
 
   std::string etcd_data_dir(const EtcdNode& e) const { return dir + "/etcd/" + e.name; }
   std::string member_dir(const DataMember& m) const { return dir + "/members/" + m.name; }
   std::string agent_config_path(const DataMember& m) const { return dir + "/config/" + m.name + ".yaml"; }
+  std::string portal_config_path(const PortalNode& p) const { return dir + "/config/" + p.name + ".yaml"; }
+  // The deployment PKI (see portal/pki/deployment_pki.hpp); clients verify with ca_cert_path().
+  std::string pki_dir() const { return dir + "/pki"; }
+  std::string ca_cert_path() const { return pki_dir() + "/ca.crt"; }
   std::string log_path(const std::string& component) const { return dir + "/logs/" + component + ".log"; }
   std::string pid_path(const std::string& component) const { return dir + "/run/" + component + ".pid"; }
   std::string secret_path(const std::string& name) const { return dir + "/secrets/" + name; }
@@ -46,7 +61,8 @@ struct Layout {
 };
 
 // Ports: etcd i uses base+2i (client) and base+2i+1 (peer); member j uses base+10+j
-// (PostgreSQL) and base+20+j (REST API).
+// (PostgreSQL) and base+20+j (REST API); portal k uses base+30+k (read-write), base+32+k
+// (read-only) and base+34+k (HTTP).
 Layout make_layout(const std::string& dir, int base_port, const std::string& cluster);
 
 Status save_layout(const Layout& l);
@@ -63,8 +79,25 @@ std::string agent_config_yaml(const Layout& l, const DataMember& m);
 // deployment.json: what clients and later tools need to find the deployment.
 Status write_deployment_json(const Layout& l);
 
-// A libpq URI listing both members, which reaches the leader (target_session_attrs=read-write).
+// The YAML config of one portal.
+std::string portal_config_yaml(const Layout& l, const PortalNode& p);
+
+// The names and addresses the portals' certificate covers: localhost, this host's name,
+// 127.0.0.1, ::1 and the deployment's host.
+struct PortalNames {
+  std::vector<std::string> dns_names;
+  std::vector<std::string> ip_addresses;
+};
+PortalNames portal_names(const Layout& l);
+
+// A libpq URI through both portals with TLS (sslmode=verify-full against the deployment
+// CA), reaching the leader through either.
 std::string connection_uri(const Layout& l);
+// The same in key=value form: host=H1,H2 port=P1,P2 sslmode=verify-full sslrootcert=...
+std::string connection_string(const Layout& l);
+// A libpq URI listing both members directly (target_session_attrs=read-write), bypassing
+// the portals.
+std::string direct_uri(const Layout& l);
 
 // Absolute path of a directory; checks that the postgres user can traverse to it.
 Result<std::string> usable_dir(const std::string& dir);

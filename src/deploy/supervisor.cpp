@@ -61,6 +61,14 @@ std::vector<Component> components(const Layout& l, const std::string& bin) {
     c.argv = {bin, "agent", "--config", l.agent_config_path(m)};
     out.push_back(std::move(c));
   }
+  for (const auto& p : l.portals) {
+    Component c;
+    c.name = p.name;
+    c.is_portal = true;
+    c.marker = l.portal_config_path(p);
+    c.argv = {bin, "portal", "--config", l.portal_config_path(p)};
+    out.push_back(std::move(c));
+  }
   return out;
 }
 
@@ -105,7 +113,7 @@ std::optional<pid_t> running_pid(const Layout& l, const Component& c) {
 Result<pid_t> start(const Layout& l, const Component& c) {
   SpawnOptions o;
   o.argv = c.argv;
-  o.output_file = l.log_path(c.name + (c.is_agent ? "-stdout" : ""));
+  o.output_file = l.log_path(c.name + (c.is_agent || c.is_portal ? "-stdout" : ""));
   o.new_session = true;
   o.cwd = l.dir;
   auto pid = spawn(o);

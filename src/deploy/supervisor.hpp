@@ -1,6 +1,6 @@
 #pragma once
 // Starting, finding and stopping the processes of a local deployment. Each component
-// (e1..e3, pg1, pg2) runs in its own session with a pid file in DIR/run; a pid file is
+// (e1..e3, pg1, pg2, portal1, portal2) runs in its own session with a pid file in DIR/run; a pid file is
 // trusted only while /proc/<pid>/cmdline still names that component's files, so a reused
 // pid is never signalled. Used from one thread (the `tandem up`/`down` main thread).
 #include <sys/types.h>
@@ -20,6 +20,7 @@ struct Component {
   std::vector<std::string> argv;  // how to start it
   std::string marker;             // a string its command line must contain
   bool is_agent = false;
+  bool is_portal = false;
 };
 
 std::vector<Component> components(const Layout& l, const std::string& tandem_binary);

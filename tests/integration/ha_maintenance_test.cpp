@@ -109,7 +109,7 @@ TEST(HaMaintenance, EditConfigValidatesAndApplies) {
 
 TEST(HaMaintenance, ForegroundUpStopsEverythingOnSigterm) {
   TempDir dir("tandem-fg");
-  int base = free_port_range(30);
+  int base = free_port_range(40);  // portals use base+30..35
   SpawnOptions o;
   o.argv = {tandem_binary(), "up", "--dir", dir.path(), "--base-port", std::to_string(base)};
   o.output_file = dir.sub("up.out");

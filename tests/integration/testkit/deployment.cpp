@@ -15,7 +15,7 @@
 namespace tandem::testkit {
 
 Deployment::Deployment(DeploymentOptions opts) : dir_("tandem-ha"), opts_(std::move(opts)) {
-  base_ = free_port_range(30);
+  base_ = free_port_range(40);  // see deploy::make_layout: portals use base+30..35
   auto r = tandem({"up", "--base-port", std::to_string(base_), "--detach", "--sync-mode", opts_.sync_mode, "--ttl",
                    std::to_string(opts_.ttl), "--timeout", "150"});
   if (!r || !r->status.ok()) {
@@ -118,6 +118,10 @@ pid_t Deployment::postmaster_pid(const std::string& member) const {
 }
 pid_t Deployment::etcd_pid(int i) const {
   return read_pid(dir() + "/run/e" + std::to_string(i) + ".pid");
+}
+
+pid_t Deployment::portal_pid(int k) const {
+  return read_pid(dir() + "/run/portal" + std::to_string(k) + ".pid");
 }
 
 void Deployment::kill9(pid_t pid) {

@@ -36,6 +36,14 @@ class Deployment {
   std::vector<std::string> members() const { return {"pg1", "pg2"}; }
   int pg_port(const std::string& member) const;
   int api_port(const std::string& member) const;
+  // Portals k = 1, 2: read-write, read-only and HTTP ports; the deployment CA clients
+  // verify them with (sslmode=verify-full), and the pgpass file (admin role).
+  std::vector<int> portals() const { return {1, 2}; }
+  int portal_port(int k) const { return base_ + 30 + k - 1; }
+  int portal_ro_port(int k) const { return base_ + 32 + k - 1; }
+  int portal_http_port(int k) const { return base_ + 34 + k - 1; }
+  std::string ca_cert() const { return dir() + "/pki/ca.crt"; }
+  std::string pgpass() const { return dir() + "/secrets/pgpass"; }
 
   // Runs the tandem binary with these arguments (plus --dir when `with_dir`).
   Result<RunResult> tandem(const std::vector<std::string>& args,
@@ -56,7 +64,8 @@ class Deployment {
   // Pids from the deployment's pid files / postmaster.pid; 0 when absent.
   pid_t agent_pid(const std::string& member) const;
   pid_t postmaster_pid(const std::string& member) const;
-  pid_t etcd_pid(int i) const;  // i = 1..3
+  pid_t etcd_pid(int i) const;    // i = 1..3
+  pid_t portal_pid(int k) const;  // k = 1, 2
   void kill9(pid_t pid);
 
   // Connects to one member as the admin role (short timeouts).
