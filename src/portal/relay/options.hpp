@@ -34,7 +34,8 @@ struct RelayCounters {
   std::atomic<std::uint64_t> accepted{0};
   std::atomic<std::int64_t> active{0};  // gauge: sessions alive (negotiating or relaying)
   std::atomic<std::uint64_t> routed{0};
-  std::atomic<std::uint64_t> spliced{0};  // sessions relayed by a RelayLoop (plain TCP both ways)
+  std::atomic<std::uint64_t> relayed_by_loop{0};  // sessions a RelayLoop relayed (member side plain TCP)
+  std::atomic<std::uint64_t> spliced{0};          // ... of which plain TCP on both sides (splice)
   std::atomic<std::uint64_t> tls_sessions{0};
   std::atomic<std::uint64_t> tls_handshake_failures{0};
   std::atomic<std::uint64_t> rejected_plaintext{0};

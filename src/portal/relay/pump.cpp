@@ -6,6 +6,8 @@
 
 #include <cerrno>
 
+#include <openssl/err.h>
+
 namespace tandem::portal::relay {
 
 Pipe& Pipe::operator=(Pipe&& other) noexcept {
@@ -45,14 +47,42 @@ void Pump::use_pipe(Pipe pipe) {
   buffer_ = nullptr;
 }
 
+void Pump::use_tls(SSL* src_ssl, SSL* dst_ssl) {
+  src_ssl_ = src_ssl;
+  dst_ssl_ = dst_ssl;
+}
+
 Pipe Pump::take_pipe() {
   if (pending_ != 0) pipe_.reset();
   return std::move(pipe_);
 }
 
+namespace {
+// errno for a failed SSL_read/SSL_write that is neither "would block" nor a clean close.
+int tls_errno(int ssl_error) {
+  if (ssl_error == SSL_ERROR_SYSCALL && errno != 0) return errno;
+  ERR_clear_error();
+  return ssl_error == SSL_ERROR_SYSCALL ? ECONNRESET : EPROTO;
+}
+}  // namespace
+
 Pump::Read Pump::fill() {
   ssize_t n;
-  if (mode_ == Mode::splice) {
+  if (src_ssl_ != nullptr) {
+    ERR_clear_error();
+    errno = 0;
+    const int r = SSL_read(src_ssl_, buffer_->data(), static_cast<int>(buffer_->size()));
+    if (r <= 0) {
+      last_read_ = 0;
+      const int e = SSL_get_error(src_ssl_, r);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return Read::would_block;
+      if (e == SSL_ERROR_ZERO_RETURN) return Read::eof;
+      if (e == SSL_ERROR_SYSCALL && errno == 0) return Read::eof;  // closed without close_notify
+      error_ = tls_errno(e);
+      return Read::error;
+    }
+    n = r;
+  } else if (mode_ == Mode::splice) {
     n = ::splice(src_, nullptr, pipe_.write_end(), nullptr, kSpliceChunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   } else {
     n = ::recv(src_, buffer_->data(), buffer_->size(), 0);
@@ -73,7 +103,18 @@ Pump::Read Pump::fill() {
 Pump::Write Pump::flush() {
   while (pending_ > 0) {
     ssize_t n;
-    if (mode_ == Mode::splice) {
+    if (dst_ssl_ != nullptr) {
+      ERR_clear_error();
+      errno = 0;
+      const int r = SSL_write(dst_ssl_, buffer_->data() + offset_, static_cast<int>(pending_));
+      if (r <= 0) {
+        const int e = SSL_get_error(dst_ssl_, r);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return Write::blocked;
+        error_ = tls_errno(e);
+        return Write::error;
+      }
+      n = r;
+    } else if (mode_ == Mode::splice) {
       n = ::splice(pipe_.read_end(), nullptr, dst_, nullptr, pending_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     } else {
       n = ::send(dst_, buffer_->data() + offset_, pending_, MSG_NOSIGNAL);

@@ -5,11 +5,15 @@
 //    between (the portal scans the member's start-up messages for BackendKeyData);
 //  - splice: splice(2) from the source into a pipe and from the pipe into the destination,
 //    so the payload never passes through user space.
+// In copy mode either side may be TLS (an SSL object on the socket's descriptor): reads
+// then go through SSL_read and writes through SSL_write.
 // At most one chunk is in flight: fill() is only called when nothing is pending, so the
 // pump never buffers more than one read. Owned by a RelayLoop connection; one thread.
 #include <cstddef>
 #include <cstdint>
 #include <span>
+
+#include <openssl/ssl.h>
 
 #include "portal/relay/buffer.hpp"
 
@@ -49,6 +53,12 @@ class Pump {
 
   // Copy mode with `buffer` (not owned; must stay valid until the mode changes).
   void use_buffer(RelayBuffer* buffer);
+  // TLS on the source (SSL_read) or the destination (SSL_write); copy mode only. The SSL
+  // objects are not owned and must read from / write to the pump's descriptors.
+  void use_tls(SSL* src_ssl, SSL* dst_ssl);
+  // True when the TLS layer of the source holds bytes already read from the socket: the
+  // caller must fill() again, as the socket will not signal them.
+  bool source_has_buffered() const { return src_ssl_ != nullptr && SSL_has_pending(src_ssl_) == 1; }
   // Splice mode through `pipe`. Only while nothing is pending.
   void use_pipe(Pipe pipe);
   // Gives the pipe back (for reuse) if it is empty; otherwise an invalid pipe.
@@ -66,7 +76,7 @@ class Pump {
   std::size_t last_read() const { return last_read_; }
   // The bytes of the last fill() in copy mode (empty in splice mode); valid until the next fill().
   std::span<const std::uint8_t> last_chunk() const;
-  // errno of the last Read::error or Write::error.
+  // errno of the last Read::error or Write::error (EPROTO for a TLS protocol error).
   int error() const { return error_; }
 
  private:
@@ -74,6 +84,8 @@ class Pump {
   int dst_;
   Mode mode_ = Mode::copy;
   RelayBuffer* buffer_ = nullptr;
+  SSL* src_ssl_ = nullptr;
+  SSL* dst_ssl_ = nullptr;
   Pipe pipe_;
   std::size_t offset_ = 0;   // copy mode: first pending byte in the buffer
   std::size_t pending_ = 0;  // bytes read but not yet written

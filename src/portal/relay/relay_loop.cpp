@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstring>
 
+#include <openssl/err.h>
 #include <spdlog/spdlog.h>
 
 #include "portal/relay/session.hpp"
@@ -29,6 +30,7 @@ constexpr std::size_t kMaxSpareBuffers = 16;
 constexpr int kMaxEvents = 64;
 
 std::string describe_errno(int err) {
+  if (err == EPROTO) return "TLS error";
   return err == ECONNRESET || err == EPIPE ? "connection reset" : std::strerror(err);
 }
 }  // namespace
@@ -64,6 +66,7 @@ struct RelayLoop::Connection {
   Tag server_tag;
   std::uint32_t client_events = 0;  // interest registered with epoll
   std::uint32_t server_events = 0;
+  SSL* client_ssl = nullptr;  // the session's, when the client side is TLS (never spliced)
   Clock::time_point last_activity;
   Clock::time_point half_closed_at;
   bool closed = false;
@@ -103,10 +106,10 @@ void RelayLoop::stop() {
   closed_.clear();
 }
 
-void RelayLoop::adopt(std::shared_ptr<Session> session, int client_fd, int server_fd) {
+void RelayLoop::adopt(std::shared_ptr<Session> session, int client_fd, int server_fd, SSL* client_ssl) {
   {
     std::lock_guard lock(inbox_mu_);
-    adoptions_.push_back({std::move(session), client_fd, server_fd});
+    adoptions_.push_back({std::move(session), client_fd, server_fd, client_ssl});
   }
   wake();
 }
@@ -190,14 +193,20 @@ void RelayLoop::add(Adoption a) {
   c.last_activity = Clock::now();
   const std::size_t buffer_size = std::max(c.session->ctx_->options.buffer_size, kMinBufferSize);
 
-  if (Pipe p = take_pipe(); p.valid()) {
-    c.to_server.pump.use_pipe(std::move(p));
+  c.client_ssl = a.client_ssl;
+  Pipe pipe = c.client_ssl == nullptr ? take_pipe() : Pipe();
+  if (pipe.valid()) {
+    c.to_server.pump.use_pipe(std::move(pipe));
   } else {
     c.to_server_buffer = take_buffer(buffer_size);
     c.to_server.pump.use_buffer(c.to_server_buffer.get());
   }
   c.to_client_buffer = take_buffer(buffer_size);
   c.to_client.pump.use_buffer(c.to_client_buffer.get());
+  if (c.client_ssl != nullptr) {
+    c.to_server.pump.use_tls(c.client_ssl, nullptr);
+    c.to_client.pump.use_tls(nullptr, c.client_ssl);
+  }
   maybe_switch_to_splice(c);
 
   for (Tag* tag : {&c.client_tag, &c.server_tag}) {
@@ -244,21 +253,26 @@ void RelayLoop::on_event(const Tag& tag, std::uint32_t events) {
 
 bool RelayLoop::pump(Connection& c, Direction& d) {
   auto& counters = c.session->ctx_->counters;
-  switch (d.pump.fill()) {
-    case Pump::Read::data: {
-      c.last_activity = Clock::now();
-      const auto n = d.pump.last_read();
-      (d.to_server ? counters.bytes_to_server : counters.bytes_to_client).fetch_add(n, std::memory_order_relaxed);
-      if (!d.to_server && !c.session->scanner_.done()) c.session->scan_server_bytes(d.pump.last_chunk());
-      return flush(c, d);
+  for (;;) {
+    switch (d.pump.fill()) {
+      case Pump::Read::data: {
+        c.last_activity = Clock::now();
+        const auto n = d.pump.last_read();
+        (d.to_server ? counters.bytes_to_server : counters.bytes_to_client).fetch_add(n, std::memory_order_relaxed);
+        if (!d.to_server && !c.session->scanner_.done()) c.session->scan_server_bytes(d.pump.last_chunk());
+        if (!flush(c, d)) return false;
+        // TLS may have read more records than it returned; the socket will not say so.
+        if (d.pump.source_has_buffered() && d.can_read()) continue;
+        return true;
+      }
+      case Pump::Read::eof: on_eof(c, d); return !c.closed;
+      case Pump::Read::would_block: return true;
+      case Pump::Read::error:
+        close(c, fmt::format("{} connection failed: {}", d.source(), describe_errno(d.pump.error())));
+        return false;
     }
-    case Pump::Read::eof: on_eof(c, d); return !c.closed;
-    case Pump::Read::would_block: return true;
-    case Pump::Read::error:
-      close(c, fmt::format("{} connection failed: {}", d.source(), describe_errno(d.pump.error())));
-      return false;
+    return true;
   }
-  return true;
 }
 
 bool RelayLoop::flush(Connection& c, Direction& d) {
@@ -281,14 +295,21 @@ void RelayLoop::on_eof(Connection& c, Direction& d) {
     close(c, fmt::format("{} closed the connection", d.source()));
     return;
   }
-  // Pass the half-close on: the other side reads end-of-stream once it has everything.
+  // Pass the half-close on: the other side reads end-of-stream once it has everything
+  // (a TLS client gets a close_notify first).
+  if (!d.to_server && c.client_ssl != nullptr) {
+    SSL_shutdown(c.client_ssl);
+    ERR_clear_error();
+  }
   ::shutdown(d.to_server ? c.server_fd : c.client_fd, SHUT_WR);
   c.half_closed_at = Clock::now();
 }
 
 void RelayLoop::maybe_switch_to_splice(Connection& c) {
   Pump& p = c.to_client.pump;
-  if (p.mode() != Pump::Mode::copy || p.pending() != 0 || !c.session->scanner_.done()) return;
+  if (c.client_ssl != nullptr || p.mode() != Pump::Mode::copy || p.pending() != 0 || !c.session->scanner_.done()) {
+    return;
+  }
   Pipe pipe = take_pipe();
   if (!pipe.valid()) return;  // out of descriptors: keep copying
   p.use_pipe(std::move(pipe));
@@ -336,6 +357,10 @@ void RelayLoop::check_idle(Clock::time_point now) {
 void RelayLoop::close(Connection& c, const std::string& reason) {
   if (c.closed) return;
   c.closed = true;
+  if (c.client_ssl != nullptr && !c.to_client.eof) {
+    SSL_shutdown(c.client_ssl);  // close_notify, as PostgreSQL sends it; best effort, never waits
+    ERR_clear_error();
+  }
   ::close(c.client_fd);  // also removes them from the epoll set
   ::close(c.server_fd);
   give_pipe(c.to_server.pump.take_pipe());

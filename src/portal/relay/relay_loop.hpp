@@ -7,6 +7,9 @@
 //  - client → member is spliced (splice(2) through a pipe) from the start;
 //  - member → client is copied through one buffer until ReadyForQuery (the bytes are
 //    scanned for BackendKeyData, which keeps CancelRequest working), then spliced too.
+// A session whose client side is TLS (and member side plain) can be adopted as well: its
+// SSL object then reads and writes the client socket directly (SSL_read / SSL_write, read
+// ahead on), through one buffer per direction.
 // Pipes and start-up buffers are pooled per loop. A half-close is passed on (shutdown of
 // the other side's write direction); the session ends when both directions ended, on an
 // error, on the idle timeout, or when asked through request_close().
@@ -44,8 +47,10 @@ class RelayLoop {
   // here, on the caller's thread). Idempotent.
   void stop();
 
-  // Takes over a session's sockets (the descriptors now belong to the loop). From any thread.
-  void adopt(std::shared_ptr<Session> session, int client_fd, int server_fd);
+  // Takes over a session's sockets (the descriptors now belong to the loop). `client_ssl`
+  // (owned by the session) is set when the client side is TLS; it must already do its I/O
+  // on `client_fd`. From any thread.
+  void adopt(std::shared_ptr<Session> session, int client_fd, int server_fd, SSL* client_ssl = nullptr);
   // Asks the loop to close one session; unknown ids are ignored. From any thread.
   void request_close(SessionId id, std::string reason);
 
@@ -63,6 +68,7 @@ class RelayLoop {
     std::shared_ptr<Session> session;
     int client_fd;
     int server_fd;
+    SSL* client_ssl;
   };
   struct CloseRequest {
     SessionId id;

@@ -100,8 +100,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // session_relay.cpp
   friend class RelayLoop;  // runs the relay of plaintext sessions (relay_loop.cpp)
   void start_relay();
-  // Gives both sockets to a RelayLoop, which relays from then on (plaintext both ways).
+  // Gives both sockets (and a TLS client's SSL object) to a RelayLoop, which relays from
+  // then on. Only for a plaintext member side.
   void hand_to_loop();
+  bool client_tls_is_drained();
   // Called by the RelayLoop, on its thread, when it closed the session's sockets.
   void end_on_loop(const std::string& reason);
   void pump_to_server();

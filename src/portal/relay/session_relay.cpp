@@ -17,7 +17,7 @@ namespace asio = boost::asio;
 void Session::start_relay() {
   state_ = State::relaying;
   std::vector<std::uint8_t>().swap(startup_);  // forwarded already; free it
-  if (!ctx_->loops.empty() && !client_.is_tls() && !backend_->is_tls()) {
+  if (!ctx_->loops.empty() && !backend_->is_tls() && (!client_.is_tls() || client_tls_is_drained())) {
     hand_to_loop();
     return;
   }
@@ -35,6 +35,15 @@ void Session::start_relay() {
   pump_to_client();
 }
 
+// Asio's TLS stream keeps OpenSSL behind a memory BIO pair; the session can leave it only
+// when nothing is buffered there: no record SSL has read but not returned, no ciphertext
+// waiting in the pair, no output asio has not sent yet.
+bool Session::client_tls_is_drained() {
+  SSL* ssl = client_.ssl();
+  return SSL_has_pending(ssl) == 0 && BIO_ctrl_pending(SSL_get_rbio(ssl)) == 0 &&
+         BIO_ctrl_wpending(SSL_get_wbio(ssl)) == 0;
+}
+
 void Session::hand_to_loop() {
   ++timer_generation_;  // the loop keeps the idle timeout from now on
   timer_.cancel();
@@ -42,6 +51,11 @@ void Session::hand_to_loop() {
   boost::system::error_code backend_ec;
   const int client_fd = client_.socket().release(client_ec);
   const int backend_fd = backend_->socket().release(backend_ec);
+  BIO* socket_bio = nullptr;
+  if (!client_ec && client_.is_tls()) {
+    socket_bio = BIO_new_socket(client_fd, BIO_NOCLOSE);
+    if (socket_bio == nullptr) client_ec = boost::asio::error::no_memory;
+  }
   if (client_ec || backend_ec) {
     if (!client_ec) ::close(client_fd);
     if (!backend_ec) ::close(backend_fd);
@@ -49,10 +63,22 @@ void Session::hand_to_loop() {
                       (client_ec ? client_ec : backend_ec).message()));
     return;
   }
+  SSL* ssl = nullptr;
+  if (client_.is_tls()) {
+    // From now on OpenSSL reads and writes the socket itself (asio's stream is not used
+    // again; it frees the SSL object when the session ends). Reading ahead lets one recv()
+    // take several records; buffers are kept instead of freed after every message.
+    ssl = client_.ssl();
+    SSL_set_bio(ssl, socket_bio, socket_bio);
+    SSL_set_read_ahead(ssl, 1);
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+  } else {
+    ctx_->counters.spliced.fetch_add(1, std::memory_order_relaxed);
+  }
   RelayLoop* loop = ctx_->loops[id_ % ctx_->loops.size()];
   loop_ = loop;
-  ctx_->counters.spliced.fetch_add(1, std::memory_order_relaxed);
-  loop->adopt(shared_from_this(), client_fd, backend_fd);
+  ctx_->counters.relayed_by_loop.fetch_add(1, std::memory_order_relaxed);
+  loop->adopt(shared_from_this(), client_fd, backend_fd, ssl);
 }
 
 void Session::end_on_loop(const std::string& reason) {

@@ -135,6 +135,8 @@ TEST_F(RelayTest, TlsSessionRelaysBothWays) {
   EXPECT_EQ(backend_.users(), std::vector<std::string>{"alice"});
   EXPECT_EQ(server_->counters().tls_sessions.load(), 1u);
   EXPECT_EQ(server_->counters().routed.load(), 1u);
+  EXPECT_EQ(server_->counters().relayed_by_loop.load(), 1u);  // TLS on a relay loop, not spliced
+  EXPECT_EQ(server_->counters().spliced.load(), 0u);
   ASSERT_TRUE(eventually([&] { return registry_.snapshot().size() == 1 && registry_.snapshot()[0].has_cancel_key; }));
   EXPECT_EQ(registry_.snapshot()[0].endpoint->member, "fake");
 }
@@ -533,6 +535,44 @@ TEST_F(RelayTest, StopClosesSplicedSessions) {
   EXPECT_TRUE(c.closed_by_peer());
   EXPECT_EQ(registry_.size(), 0u);
   EXPECT_EQ(server_->counters().active.load(), 0);
+}
+
+// TLS client, plaintext member: the loop reads and writes through the session's SSL object.
+TEST_F(RelayTest, TlsSessionOnALoopCarriesLargeStreams) {
+  start();
+  TestClient c(port());
+  open_tls_session(c);
+  Bytes chunk(64 * 1024);
+  for (int i = 0; i < 64; ++i) {  // 4 MiB in 64 KiB writes, each echoed before the next
+    for (std::size_t k = 0; k < chunk.size(); ++k) chunk[k] = static_cast<std::uint8_t>('a' + (i + k * 31) % 23);
+    ASSERT_TRUE(c.send(chunk));
+    const auto echo = c.read_exact(chunk.size());
+    ASSERT_TRUE(echo.has_value()) << "chunk " << i;
+    ASSERT_TRUE(*echo == chunk) << "chunk " << i;
+  }
+  expect_echo(c);
+  EXPECT_EQ(server_->counters().relayed_by_loop.load(), 1u);
+  EXPECT_GE(server_->counters().bytes_to_client.load(), 4u * 1024 * 1024);
+}
+
+TEST_F(RelayTest, TlsCloseNotifyIsPassedOnAndTheSessionEnds) {
+  start();
+  TestClient c(port());
+  open_tls_session(c);
+  expect_echo(c);
+  SSL_shutdown(c.ssl());  // close_notify: the member sees end-of-stream and closes
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_TRUE(back_to_idle());
+}
+
+TEST_F(RelayTest, WithoutRelayLoopsTlsRelaysOnTheWorkers) {
+  start({}, 0);
+  TestClient c(port());
+  std::uint32_t pid = 0;
+  open_tls_session(c, &pid);
+  expect_echo(c);
+  EXPECT_EQ(server_->counters().relayed_by_loop.load(), 0u);
+  ASSERT_TRUE(eventually([&] { return !registry_.snapshot().empty() && registry_.snapshot()[0].has_cancel_key; }));
 }
 
 TEST_F(RelayTest, WithoutRelayLoopsPlaintextRelaysOnTheWorkers) {
