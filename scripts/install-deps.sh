@@ -5,7 +5,8 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang-format clang-14 libclang-rt-14-dev
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libgrpc-dev libabsl-dev libre2-dev libc-ares-dev zlib1g-dev libprotobuf-dev protobuf-compiler
+  protobuf-compiler-grpc
   libboost-dev libboost-system-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libcli11-dev libzstd-dev libssl-dev libpq-dev libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-contrib etcd-server etcd-client openssl curl bc procps iproute2

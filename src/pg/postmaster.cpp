@@ -30,7 +30,9 @@ bool wait_gone(const std::function<bool()>& gone, milliseconds timeout) {
   while (!gone()) {
     if (Clock::now() >= deadline) return false;
     std::this_thread::sleep_for(step);
-    step = std::min(step * 2, milliseconds(100));
+    // Short steps: a switchover's write outage lasts until the old leader's postmaster is
+    // seen gone, so every millisecond of polling slack counts there.
+    step = std::min(step * 2, milliseconds(10));
   }
   return true;
 }
