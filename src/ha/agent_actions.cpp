@@ -247,7 +247,8 @@ Status Agent::do_acquire(const dcs::ClusterSnapshot& snap, const LocalState& loc
     return {};
   }
   std::string reason = "failover";
-  if (snap.switchover && snap.switchover->candidate == cfg_.name)
+  // A switchover without a named candidate hands the key to whoever is eligible: me.
+  if (snap.switchover && (snap.switchover->candidate == cfg_.name || snap.switchover->candidate.empty()))
     reason = snap.switchover->leader.empty() ? "manual failover" : "switchover";
   std::string from = snap.sync ? snap.sync->leader : local.last_leader;
   if (local.in_recovery) {
