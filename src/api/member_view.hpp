@@ -13,6 +13,17 @@
 
 namespace tandem::api {
 
+// WAL archiving as this member's PostgreSQL reports it (pg_stat_archiver).
+struct ArchiveView {
+  int64_t archived_count = 0;
+  int64_t failed_count = 0;
+  int64_t last_archived_unix = 0;  // 0 = never
+  int64_t last_failed_unix = 0;    // 0 = never
+  std::string last_archived_wal;
+  std::optional<int64_t> lag_segments;  // primary: complete segments not yet archived
+  int ready_files = -1;                 // files waiting for archive_command; -1 unknown
+};
+
 struct MemberView {
   std::string member;                  // this member's name
   std::string cluster;                 // the cluster (scope) name
@@ -41,12 +52,13 @@ struct MemberView {
   std::string api_url;
   std::string conn_url;  // no credentials
   dcs::Tags tags;
-  bool dcs_reachable = true;      // the last DCS call of the cycle succeeded
-  uint64_t ha_cycles = 0;         // HA cycles run since the agent started
-  std::string last_decision;      // the sentence the last cycle logged
-  std::string version;            // tandem version
-  int64_t published_ms = 0;       // unix ms the agent built this view
-  dcs::ClusterSnapshot snapshot;  // the cluster state the last cycle loaded
+  bool dcs_reachable = true;           // the last DCS call of the cycle succeeded
+  uint64_t ha_cycles = 0;              // HA cycles run since the agent started
+  std::string last_decision;           // the sentence the last cycle logged
+  std::string version;                 // tandem version
+  int64_t published_ms = 0;            // unix ms the agent built this view
+  dcs::ClusterSnapshot snapshot;       // the cluster state the last cycle loaded
+  std::optional<ArchiveView> archive;  // set when WAL archiving is configured and PostgreSQL runs
 };
 
 // True when the member's tags ask load balancers to skip it ("noloadbalance": true).

@@ -98,6 +98,24 @@ std::string render_metrics(const MemberView& v, int64_t now_ms) {
     e.gauge("tandem_last_cycle_age_seconds", "Seconds since the last completed HA cycle.",
             seconds(std::max<int64_t>(0, now_ms - v.published_ms)));
   }
+  if (v.archive) {
+    const ArchiveView& a = *v.archive;
+    e.family("tandem_archive_archived_total", "counter", "WAL files archived (pg_stat_archiver.archived_count).");
+    e.sample("tandem_archive_archived_total", a.archived_count);
+    e.family("tandem_archive_failed_total", "counter", "Failed archive_command runs (pg_stat_archiver.failed_count).");
+    e.sample("tandem_archive_failed_total", a.failed_count);
+    if (a.ready_files >= 0)
+      e.gauge("tandem_archive_ready_files", "WAL files waiting to be archived (archive_status/*.ready).",
+              a.ready_files);
+    if (a.lag_segments)
+      e.gauge("tandem_archive_lag_segments", "Complete WAL segments written but not yet archived.", *a.lag_segments);
+    if (a.last_archived_unix > 0)
+      e.gauge("tandem_archive_last_success_age_seconds", "Seconds since the last WAL file was archived.",
+              seconds(std::max<int64_t>(0, now_ms - a.last_archived_unix * 1000)));
+    if (a.last_failed_unix > 0)
+      e.gauge("tandem_archive_last_failure_age_seconds", "Seconds since archive_command last failed.",
+              seconds(std::max<int64_t>(0, now_ms - a.last_failed_unix * 1000)));
+  }
   e.family("tandem_ha_cycles_total", "counter", "HA cycles run since the agent started.");
   e.sample("tandem_ha_cycles_total", v.ha_cycles);
   return e.take();

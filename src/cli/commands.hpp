@@ -14,5 +14,9 @@ Runner add_down(CLI::App& app);
 Runner add_agent(CLI::App& app);
 Runner add_portal(CLI::App& app);
 void add_ctl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
+// wal-push and wal-fetch (archive_command / restore_command).
+void add_wal(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
+// restore (PITR into a new data directory).
+void add_restore(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
 
 }  // namespace tandem::cli

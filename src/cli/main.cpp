@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   runners.emplace_back(nullptr, tandem::cli::add_portal(app));
   runners.back().first = app.get_subcommand("portal");
   tandem::cli::add_ctl(app, runners);
+  tandem::cli::add_wal(app, runners);
+  tandem::cli::add_restore(app, runners);
   CLI11_PARSE(app, argc, argv);
   for (auto& [cmd, run] : runners) {
     if (cmd->parsed() && run) return run();

@@ -30,6 +30,8 @@ struct UpOptions {
   std::string sync_mode = "on";
   int ttl = 4;
   int timeout_s = 180;
+  std::string backup_store;             // new deployments: repository URL (default file://DIR/backups)
+  std::string backup_credentials_file;  // S3 credentials for it
 };
 
 // Blocks SIGINT/SIGTERM so they can be received with sigtimedwait.
@@ -150,6 +152,8 @@ int run_up(const UpOptions& o) {
     layout = deploy::make_layout(*dir, o.base_port, o.cluster);
     layout.synchronous_mode = *mode;
     layout.ttl = o.ttl;
+    layout.backup_store = o.backup_store;
+    layout.backup_credentials_file = o.backup_credentials_file;
     if (auto s = deploy::save_layout(layout); !s) {
       std::cerr << "tandem up: " << s.error().message << "\n";
       return 1;
@@ -277,6 +281,11 @@ Runner add_up(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--ttl", o->ttl, "Leader lease ttl in seconds (new deployments)")->capture_default_str();
   cmd->add_option("--timeout", o->timeout_s, "Seconds to wait for the deployment to be ready")->capture_default_str();
+  cmd->add_option(
+      "--backup-store", o->backup_store,
+      "Backup repository of a new deployment (default file://DIR/backups), e.g. s3://bucket/prefix?endpoint=...");
+  cmd->add_option("--backup-credentials-file", o->backup_credentials_file,
+                  "S3 credentials (INI) for --backup-store, readable by the postgres user");
   return [o, bp] {
     o->base_port_given = bp->count() > 0;
     return run_up(*o);

@@ -1,5 +1,6 @@
 #include "config/agent_config.hpp"
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -324,6 +325,9 @@ Result<AgentConfig> load_agent_config(const std::string& path) {
   ss << in.rdbuf();
   auto r = parse_agent_config(ss.str());
   if (!r) return make_error(r.error().code, "{}: {}", path, r.error().message);
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  r->source_path = ec ? path : abs.lexically_normal().string();
   return r;
 }
 

@@ -72,6 +72,7 @@ struct AgentConfig {
   dcs::Tags tags;
   dcs::DynamicConfig bootstrap;  // dynamic config written to the DCS by the first agent
   BackupConfig backup;
+  std::string source_path;  // the file load_agent_config() read; empty when parsed from text
 };
 
 // Parses and validates; exceptions are not used.

@@ -85,6 +85,31 @@ Status ensure_dir(const std::string& path, mode_t mode) {
   return {};
 }
 
+// The backup key (64 hex characters, like storage::load_or_create_key_file writes) and the
+// file store's directory, both owned by the postgres user, which archives WAL.
+Status prepare_backups(const Layout& l) {
+  auto pg = lookup_user("postgres");
+  if (!pg) return pg.error();
+  std::string key = l.backup_key_path();
+  if (!fs::exists(key)) {
+    unsigned char raw[32];
+    if (RAND_bytes(raw, sizeof raw) != 1) return make_error(Errc::internal, "RAND_bytes failed");
+    std::string hex;
+    for (unsigned char c : raw) hex += fmt::format("{:02x}", c);
+    if (auto s = write_file(key, hex + "\n", 0600); !s) return s;
+  }
+  if (::chown(key.c_str(), pg->first, pg->second) != 0)
+    return make_error(Errc::io, "chown {}: {}", key, strerror(errno));
+  if (l.backup_store.empty()) {
+    for (std::string d : {l.dir + "/backups", l.dir + "/backups/wal"}) {
+      if (auto s = ensure_dir(d, 0700); !s) return s;
+      if (::chown(d.c_str(), pg->first, pg->second) != 0)
+        return make_error(Errc::io, "chown {}: {}", d, strerror(errno));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 Status save_layout(const Layout& l) {
@@ -93,6 +118,8 @@ Status save_layout(const Layout& l) {
          {"base_port", l.base_port},
          {"synchronous_mode", dcs::to_string(l.synchronous_mode)},
          {"ttl", l.ttl}};
+  if (!l.backup_store.empty()) j["backup_store"] = l.backup_store;
+  if (!l.backup_credentials_file.empty()) j["backup_credentials_file"] = l.backup_credentials_file;
   return write_file(l.dir + "/layout.json", j.dump(2) + "\n", 0644);
 }
 
@@ -105,6 +132,8 @@ Result<Layout> load_layout(const std::string& dir) {
     l.host = j.value("host", "127.0.0.1");
     l.ttl = j.value("ttl", 4);
     l.synchronous_mode = dcs::parse_sync_mode(j.value("synchronous_mode", "on")).value_or(dcs::SyncMode::on);
+    l.backup_store = j.value("backup_store", "");
+    l.backup_credentials_file = j.value("backup_credentials_file", "");
     return l;
   } catch (const json::exception& e) {
     return make_error(Errc::invalid_argument, "{}/layout.json is damaged: {}", dir, e.what());
@@ -130,6 +159,9 @@ std::string agent_config_yaml(const Layout& l, const DataMember& m) {
   y << "    admin: {username: admin, password_file: " << l.secret_path("admin.password") << "}\n";
   y << "ha:\n  ttl: " << l.ttl << "\n  loop_wait: 1\n  retry_timeout: " << (l.ttl >= 4 ? 2 : 1)
     << "\n  synchronous_mode: " << dcs::to_string(l.synchronous_mode) << "\n";
+  y << "backup:\n  store: \"" << l.backup_store_url() << "\"\n  key_file: " << l.backup_key_path() << "\n";
+  if (!l.backup_credentials_file.empty()) y << "  credentials_file: " << l.backup_credentials_file << "\n";
+  y << "  archive: true\n";
   y << "  archive: true\n";
   return y.str();
 }
@@ -182,7 +214,10 @@ Status prepare(const Layout& l) {
   for (const char* sub : {"etcd", "members", "config", "logs", "run"}) {
     if (auto s = ensure_dir(l.dir + "/" + sub, 0755); !s) return s;
   }
-  if (auto s = ensure_dir(l.dir + "/secrets", 0700); !s) return s;
+  // 0711: the postgres user reaches secrets/backup.key (its own file) but cannot list or
+  // read the others.
+  if (auto s = ensure_dir(l.dir + "/secrets", 0711); !s) return s;
+  if (auto s = prepare_backups(l); !s) return s;
   for (const char* secret : {"superuser.password", "replication.password", "admin.password"}) {
     std::string path = l.secret_path(secret);
     if (fs::exists(path)) continue;
@@ -264,6 +299,7 @@ Status write_deployment_json(const Layout& l) {
          {"direct_uri", direct_uri(l)},
          {"ca_cert", l.ca_cert_path()},
          {"portals", portals}};
+  j["backups"] = json{{"store", l.backup_store_url()}};
   return write_file(l.dir + "/deployment.json", j.dump(2) + "\n", 0644);
 }
 

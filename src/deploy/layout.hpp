@@ -57,6 +57,13 @@ struct Layout {
   std::string log_path(const std::string& component) const { return dir + "/logs/" + component + ".log"; }
   std::string pid_path(const std::string& component) const { return dir + "/run/" + component + ".pid"; }
   std::string secret_path(const std::string& name) const { return dir + "/secrets/" + name; }
+  // Backups and WAL archive: file://DIR/backups unless `tandem up --backup-store` named
+  // another repository. The key and the store are readable by the postgres user (its
+  // archive_command runs `tandem wal-push`).
+  std::string backup_store;             // empty: the file store under DIR/backups
+  std::string backup_credentials_file;  // S3 credentials for backup_store (readable by postgres)
+  std::string backup_store_url() const { return backup_store.empty() ? "file://" + dir + "/backups" : backup_store; }
+  std::string backup_key_path() const { return secret_path("backup.key"); }
   std::vector<std::string> etcd_endpoints() const;
 };
 

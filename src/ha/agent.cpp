@@ -12,6 +12,7 @@
 #include "api/http_server.hpp"
 #include "ha/lease_keeper.hpp"
 #include "pg/admin.hpp"
+#include "pg/archiver.hpp"
 #include "pg/conninfo.hpp"
 #include "pg/setup.hpp"
 #include "pg/status.hpp"
@@ -317,6 +318,15 @@ void Agent::publish(const Result<dcs::ClusterSnapshot>& snap, const LocalState& 
   v.ha_cycles = cycles_;
   v.last_decision = last_reason_;
   v.version = "0.1.0";
+  if (cfg_.backup.enabled() && cfg_.backup.archive && pg_status_) {
+    if (auto* c = local_conn()) {
+      if (auto a = pg::query_archiver(*c, cfg_.data_dir)) {
+        v.archive =
+            api::ArchiveView{a->archived_count,    a->failed_count,   a->last_archived_unix, a->last_failed_unix,
+                             a->last_archived_wal, a->lag_segments(), a->ready_files};
+      }
+    }
+  }
   v.published_ms = unix_millis_now();
   views_.publish(std::move(v));
 }

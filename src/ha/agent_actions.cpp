@@ -24,6 +24,22 @@ void log_failure(const char* what, const Status& s) {
   if (!s) spdlog::error("{} failed: {}", what, s.error().message);
 }
 
+// A word for /bin/sh: single-quoted, with embedded quotes escaped.
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// archive_command / restore_command calling this binary with the agent's own config.
+std::string wal_command(const config::AgentConfig& cfg, const char* sub, const char* args) {
+  std::error_code ec;
+  std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec) self = "tandem";
+  if (self.ends_with(" (deleted)")) self.resize(self.size() - 10);  // the binary was replaced on disk
+  return fmt::format("{} {} --config {} {}", shell_quote(self), sub, shell_quote(cfg.source_path), args);
+}
+
 }  // namespace
 
 Status Agent::write_passfile() {
@@ -67,6 +83,10 @@ pg::ManagedConfig Agent::managed(pg::Role role, const dcs::Member* upstream) con
     mc.upstream = up;
   }
   if (role == pg::Role::primary) mc.synchronous_standby_names = sync_names_;
+  if (cfg_.backup.enabled() && cfg_.backup.archive && !cfg_.source_path.empty()) {
+    mc.archive_command = wal_command(cfg_, "wal-push", "%p");
+    mc.restore_command = wal_command(cfg_, "wal-fetch", "--standby %f %p");
+  }
   return mc;
 }
 

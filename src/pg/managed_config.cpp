@@ -80,6 +80,9 @@ const std::vector<std::string>& managed_keys() {
       "primary_slot_name",
       "recovery_target_timeline",
       "synchronous_standby_names",
+      "archive_mode",
+      "archive_command",
+      "restore_command",
       "data_directory",
       "config_file",
       "hba_file",
@@ -177,6 +180,10 @@ Result<std::string> render_tandem_conf(const Settings& s, const ManagedConfig& c
   }
   set("recovery_target_timeline", "latest");
   set("synchronous_standby_names", cfg.role == Role::primary ? cfg.synchronous_standby_names : "");
+  out += "\n# WAL archive\n";
+  set("archive_mode", cfg.archive_command.empty() ? "off" : "on");
+  set("archive_command", cfg.archive_command);
+  set("restore_command", cfg.role == Role::standby ? cfg.restore_command : "");
   out += "\n# Parameters\n";
   for (const auto& [k, v] : params) set(k, v);
   return out;

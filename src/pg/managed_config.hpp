@@ -40,6 +40,11 @@ struct ManagedConfig {
   std::string synchronous_standby_names;          // primary only; see render_sync_standby_names()
   std::map<std::string, std::string> parameters;  // caller's settings; may not name a managed key
   std::vector<std::string> allowed_networks;      // CIDRs allowed over TCP besides loopback
+  // WAL archive: archive_mode = on with this archive_command when set (PostgreSQL archives
+  // on the primary only), archive_mode = off when empty.
+  std::string archive_command;
+  // Standby only: fetches WAL from the archive when streaming cannot provide it.
+  std::string restore_command;
 };
 
 // What write_managed_config() changed.

@@ -16,8 +16,18 @@ namespace tandem::testkit {
 
 Deployment::Deployment(DeploymentOptions opts) : dir_("tandem-ha"), opts_(std::move(opts)) {
   base_ = free_port_range(40);  // see deploy::make_layout: portals use base+30..35
-  auto r = tandem({"up", "--base-port", std::to_string(base_), "--detach", "--sync-mode", opts_.sync_mode, "--ttl",
-                   std::to_string(opts_.ttl), "--timeout", "150"});
+  std::vector<std::string> args = {"up",
+                                   "--base-port",
+                                   std::to_string(base_),
+                                   "--detach",
+                                   "--sync-mode",
+                                   opts_.sync_mode,
+                                   "--ttl",
+                                   std::to_string(opts_.ttl),
+                                   "--timeout",
+                                   "150"};
+  args.insert(args.end(), opts_.up_args.begin(), opts_.up_args.end());
+  auto r = tandem(args);
   if (!r || !r->status.ok()) {
     std::string out = r ? r->output : r.error().message;
     throw std::runtime_error("tandem up failed:\n" + out);

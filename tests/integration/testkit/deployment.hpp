@@ -22,6 +22,7 @@ namespace tandem::testkit {
 struct DeploymentOptions {
   std::string sync_mode = "on";
   int ttl = 4;
+  std::vector<std::string> up_args;  // extra `tandem up` arguments, e.g. {"--backup-store", URL}
 };
 
 class Deployment {
