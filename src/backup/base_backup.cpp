@@ -22,8 +22,8 @@ using Clock = std::chrono::steady_clock;
 // One object being sealed on the calling thread and uploaded on its own thread.
 class ObjectUpload {
  public:
-  ObjectUpload(std::string key, std::unique_ptr<storage::ObjectStore> store)
-      : key_(std::move(key)), store_(std::move(store)), pipe_(32u << 20) {}
+  ObjectUpload(std::string key, std::unique_ptr<storage::ObjectStore> store, std::string compression = "")
+      : key_(std::move(key)), compression_(std::move(compression)), store_(std::move(store)), pipe_(32u << 20) {}
   ~ObjectUpload() {
     pipe_.abort();
     if (thread_.joinable()) thread_.join();
@@ -61,7 +61,8 @@ class ObjectUpload {
     pipe_.close();
     thread_.join();
     if (!upload_status_) return upload_status_.error();
-    return BackupObject{key_, writer_->plaintext_bytes(), writer_->sealed_bytes(), storage::to_hex(sha_.finish())};
+    return BackupObject{key_, writer_->plaintext_bytes(), writer_->sealed_bytes(), storage::to_hex(sha_.finish()),
+                        compression_};
   }
 
   uint64_t sealed_bytes() const { return writer_ ? writer_->sealed_bytes() : 0; }
@@ -76,6 +77,7 @@ class ObjectUpload {
   }
 
   std::string key_;
+  std::string compression_;
   std::unique_ptr<storage::ObjectStore> store_;
   BlockPipe pipe_;
   std::unique_ptr<storage::SealWriter> writer_;
@@ -212,30 +214,35 @@ Status BackupRun::connect_and_identify() {
 Status BackupRun::start_archive(const std::string& name, const std::string& location) {
   if (auto st = finish_archive(); !st) return st;
   std::string object = name;
+  if (object.ends_with(".zst")) object.resize(object.size() - 4);  // server-side compression names it so
   if (!location.empty()) {
     // "<oid>.tar" for a tablespace: stored as ts-<oid>.tar
-    std::string oid = name.substr(0, name.find('.'));
+    std::string oid = object.substr(0, object.find('.'));
     if (oid.empty() || !std::all_of(oid.begin(), oid.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       return make_error(Errc::protocol, "unexpected archive name '{}' for tablespace {}", name, location);
     }
     object = "ts-" + oid + ".tar";
     m_.tablespaces.push_back({static_cast<uint32_t>(std::stoul(oid)), location, backup_object_key(m_.id, object)});
-  } else if (name != "base.tar") {
+  } else if (object != "base.tar") {
     return make_error(Errc::protocol, "unexpected archive name '{}' (expected base.tar)", name);
   }
   auto store = repo_.open_store();
   if (!store) return store.error();
   std::string key = backup_object_key(m_.id, object);
-  current_ = std::make_unique<ObjectUpload>(key, std::move(*store));
+  bool server = opts_.compression == CreateOptions::Compression::server;
+  current_ = std::make_unique<ObjectUpload>(key, std::move(*store), server ? "zstd" : "");
   written_.push_back(key);
   tail_ = TarTail{};
   in_tar_ = true;
-  return current_->start(repo_.keyring().active(), opts_.seal);
+  storage::SealOptions seal = opts_.seal;
+  if (server) seal.compress = false;  // already a zstd frame
+  return current_->start(repo_.keyring().active(), seal);
 }
 
 Status BackupRun::finish_archive() {
   if (!current_) return {};
-  if (in_tar_ && !tail_.terminated()) {
+  bool server = opts_.compression == CreateOptions::Compression::server;
+  if (in_tar_ && !server && !tail_.terminated()) {
     // PostgreSQL may leave out the two zero blocks that end a tar archive.
     std::string trailer(1024, '\0');
     if (auto st = current_->write(trailer); !st) return st;
@@ -269,9 +276,15 @@ Status BackupRun::stream() {
   std::string label = opts_.label.empty() ? "tandem " + m_.id : opts_.label;
   m_.label = label;
   if (label.size() > 200) return make_error(Errc::invalid_argument, "backup label longer than 200 bytes");
+  std::string compression;
+  if (opts_.compression == CreateOptions::Compression::server) {
+    compression =
+        fmt::format(", COMPRESSION 'zstd', COMPRESSION_DETAIL 'level={}{}'", opts_.server_zstd_level,
+                    opts_.server_zstd_workers > 0 ? fmt::format(",workers={}", opts_.server_zstd_workers) : "");
+  }
   std::string cmd =
-      fmt::format("BASE_BACKUP (LABEL {}, PROGRESS, CHECKPOINT 'fast', WAIT false, MANIFEST 'yes', TARGET 'client')",
-                  quote_label(label));
+      fmt::format("BASE_BACKUP (LABEL {}, PROGRESS, CHECKPOINT 'fast', WAIT false, MANIFEST 'yes', TARGET 'client'{})",
+                  quote_label(label), compression);
   if (PQsendQuery(raw, cmd.c_str()) != 1) return make_error(Errc::io, "BASE_BACKUP: {}", pg_error(raw));
 
   PgResult start(PQgetResult(raw));
@@ -335,24 +348,27 @@ Status BackupRun::stream() {
     }
   }
   if (auto st = finish_archive(); !st) return st;
-  PgResult end(PQgetResult(raw));
-  if (end.status() != PGRES_TUPLES_OK)
-    return make_error(Errc::protocol, "BASE_BACKUP failed at the end: {}", pg_error(raw));
-  auto stop = Lsn::parse(end.value(0, 0));
-  if (!stop) return make_error(Errc::protocol, "BASE_BACKUP sent an odd stop position '{}'", end.value(0, 0));
+  // libpq reports the end of the COPY (COMMAND_OK), then the stop position (one row),
+  // then the command's completion.
+  std::optional<Lsn> stop;
+  uint32_t stop_tli = 0;
+  while (PGresult* r = PQgetResult(raw)) {
+    PgResult res(r);
+    if (res.status() == PGRES_TUPLES_OK && !stop) {
+      stop = Lsn::parse(res.value(0, 0));
+      if (!stop) return make_error(Errc::protocol, "BASE_BACKUP sent an odd stop position '{}'", res.value(0, 0));
+      stop_tli = static_cast<uint32_t>(std::stoul(res.value(0, 1)));
+    } else if (res.status() != PGRES_COMMAND_OK && res.status() != PGRES_TUPLES_OK) {
+      return make_error(Errc::protocol, "BASE_BACKUP failed at the end: {}", pg_error(raw));
+    }
+  }
+  if (!stop) return make_error(Errc::protocol, "BASE_BACKUP ended without a stop position");
   m_.stop_lsn = *stop;
-  uint32_t stop_tli = static_cast<uint32_t>(std::stoul(end.value(0, 1)));
   if (stop_tli != m_.timeline) {
     return make_error(Errc::conflict, "the timeline changed during the backup ({} -> {}); take it again", m_.timeline,
                       stop_tli);
   }
   m_.stop_wal = segment_for_lsn(m_.timeline, m_.stop_lsn.value() - 1, m_.wal_segment_size).to_string();
-  while (PGresult* r = PQgetResult(raw)) {
-    PgResult rest(r);
-    if (rest.status() != PGRES_COMMAND_OK && rest.status() != PGRES_TUPLES_OK) {
-      return make_error(Errc::protocol, "BASE_BACKUP failed at the end: {}", pg_error(raw));
-    }
-  }
   if (pg_manifest.empty()) return make_error(Errc::protocol, "the server sent no backup_manifest");
   std::string key = backup_object_key(m_.id, "backup_manifest");
   written_.push_back(key);
@@ -427,10 +443,15 @@ Result<BackupManifest> BackupRun::run() {
     return st.error();
   }
   m_.stop_time = format_utc(std::chrono::system_clock::now());
+  uint64_t plain = 0;
   for (const auto& o : m_.objects) {
-    m_.bytes += o.plaintext_bytes;
+    plain += o.plaintext_bytes;
     m_.stored_bytes += o.stored_bytes;
   }
+  // With server-side compression the tar objects hold zstd frames; PostgreSQL's progress
+  // counter is the uncompressed tar size (the manifest object is stored uncompressed).
+  m_.bytes =
+      opts_.compression == CreateOptions::Compression::server ? done_ + m_.objects.back().plaintext_bytes : plain;
   if (auto st = repo_.put_sealed(backup_manifest_key(m_.id), manifest_to_json(m_)); !st) {
     cleanup();
     return st.error();

@@ -3,11 +3,11 @@
 // reading, verifying and restoring what is stored.
 //
 // create_backup() runs BASE_BACKUP over a replication connection and streams each tar
-// archive straight into the store, pipelined over threads: the calling thread reads the
-// COPY stream, hashes it and feeds the sealer (zstd may compress on its own worker
-// threads, AES-GCM runs on the caller), and an upload thread drains sealed chunks into
-// ObjectStore::put_stream (S3 parts go out while reading continues). Nothing is written
-// locally. Objects land under backups/<id>/: base.tar, ts-<oid>.tar per tablespace,
+// archive straight into the store, pipelined over threads: PostgreSQL compresses (zstd,
+// server side) or the sealer does (client side, on zstd worker threads); the calling
+// thread reads the COPY stream, hashes it and encrypts (AES-GCM), and an upload thread
+// drains sealed chunks into ObjectStore::put_stream (S3 parts go out while reading
+// continues). Nothing is written locally. Objects land under backups/<id>/: base.tar, ts-<oid>.tar per tablespace,
 // backup_manifest (PostgreSQL's), and last tandem.json (our manifest, see manifest.hpp).
 //
 // restore_base() verifies while it extracts into a temporary directory beside the target
@@ -38,6 +38,15 @@ struct CreateOptions {
   // After BASE_BACKUP, wait until the stop segment is in the archive (0 = do not wait).
   // Skipped when the server does not archive (archive_mode = off).
   std::chrono::seconds archive_timeout{300};
+  // Where the tar streams are compressed. server: PostgreSQL compresses them with zstd
+  // (COMPRESSION 'zstd', `server_zstd_workers` extra threads in the walsender) and we only
+  // encrypt, so far fewer bytes cross the socket and the client stays light; the stored
+  // plaintext is then a zstd frame of the tar. client: PostgreSQL sends plain tar and the
+  // sealer compresses (`seal.zstd_level`, `seal.zstd_workers`).
+  enum class Compression { server, client };
+  Compression compression = Compression::server;
+  int server_zstd_level = 1;
+  int server_zstd_workers = 0;
   storage::SealOptions seal{.chunk_size = 1u << 20, .compress = true, .zstd_level = 1, .zstd_workers = 1};
   // Called about every `progress_interval` with a one-line status (percent, MB/s).
   std::function<void(const std::string&)> progress;

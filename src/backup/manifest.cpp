@@ -18,8 +18,10 @@ bool all_hex(std::string_view s) {
 }
 
 json object_json(const BackupObject& o) {
-  return {
+  json j = {
       {"key", o.key}, {"plaintext_bytes", o.plaintext_bytes}, {"stored_bytes", o.stored_bytes}, {"sha256", o.sha256}};
+  if (!o.compression.empty()) j["compression"] = o.compression;
+  return j;
 }
 
 // Reads fields with messages that name the field; collects the first error.
@@ -128,6 +130,10 @@ Result<BackupManifest> manifest_from_json(std::string_view text, const std::stri
       obj.plaintext_bytes = r.get<uint64_t>(o, "plaintext_bytes");
       obj.stored_bytes = r.get<uint64_t>(o, "stored_bytes");
       obj.sha256 = r.get<std::string>(o, "sha256");
+      obj.compression = r.get<std::string>(o, "compression", false);
+      if (!r.error() && !obj.compression.empty() && obj.compression != "zstd") {
+        r.fail("compression", fmt::format("is '{}', this tandem reads zstd", obj.compression));
+      }
       if (!r.error() && (obj.sha256.size() != 64 || !all_hex(obj.sha256))) r.fail("sha256", "is not 64 hex digits");
       m.objects.push_back(std::move(obj));
     }

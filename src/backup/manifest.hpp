@@ -25,6 +25,9 @@ struct BackupObject {
   uint64_t plaintext_bytes = 0;
   uint64_t stored_bytes = 0;  // sealed size in the store
   std::string sha256;         // hex SHA-256 of the plaintext
+  // "" when the plaintext is the file itself; "zstd" when PostgreSQL compressed the tar
+  // (server-side compression): the plaintext is then a zstd frame of the tar.
+  std::string compression;
   bool operator==(const BackupObject&) const = default;
 };
 
@@ -50,7 +53,7 @@ struct BackupManifest {
   uint64_t wal_segment_size = kDefaultWalSegmentSize;
   std::string start_time;  // ISO-8601 UTC, "2026-11-28T13:05:00Z"
   std::string stop_time;
-  uint64_t bytes = 0;  // plaintext total
+  uint64_t bytes = 0;  // uncompressed total (tar bytes as PostgreSQL reported them, plus the manifest)
   uint64_t stored_bytes = 0;
   std::vector<BackupObject> objects;  // data objects in upload order (tandem.json not included)
   std::vector<BackupTablespace> tablespaces;

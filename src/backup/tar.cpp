@@ -101,6 +101,7 @@ Status TarReader::parse_header() {
     long_name_pending_ = false;
   }
   while (!name.empty() && name.back() == '/') name.pop_back();
+  while (name.starts_with("./")) name.erase(0, 2);  // PostgreSQL writes "./pg_wal/archive_status"
 
   if (type == 'L') {  // GNU long name: the data is the next entry's name
     long_name_.clear();

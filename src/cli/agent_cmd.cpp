@@ -1,6 +1,7 @@
 // `tandem agent --config FILE`: one HA agent beside one PostgreSQL member.
 #include <signal.h>
 
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -8,6 +9,7 @@
 #include "cli/commands.hpp"
 #include "config/agent_config.hpp"
 #include "ha/agent.hpp"
+#include "ha/backup_scheduler.hpp"
 
 namespace tandem::cli {
 
@@ -32,8 +34,25 @@ Runner add_agent(CLI::App& app) {
     sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     signal(SIGPIPE, SIG_IGN);
+    // Scheduled backups run as child processes watched by their own thread (see
+    // BackupScheduler); the agent only reports whether it leads.
+    std::unique_ptr<ha::BackupScheduler> backups;
+    if (cfg->backup.enabled() && cfg->backup.schedule.count() > 0) {
+      ha::BackupScheduleOptions so;
+      std::error_code ec;
+      so.tandem_binary = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+      so.config_path = std::filesystem::absolute(*path, ec).string();
+      so.schedule = cfg->backup.schedule;
+      so.log_path = cfg->run_dir + "/scheduled-backup.log";
+      backups = std::make_unique<ha::BackupScheduler>(std::move(so));
+    }
     ha::Agent agent(std::move(*cfg));
+    if (backups) {
+      agent.set_leader_observer([b = backups.get()](bool leader) { b->set_leader(leader); });
+      backups->start();
+    }
     int rc = agent.run();
+    backups.reset();
     if (rc != 0) std::cerr << "tandem agent: failed to start; see " << (*path) << " and the agent log\n";
     return rc;
   };

@@ -18,5 +18,7 @@ void add_ctl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
 void add_wal(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
 // restore (PITR into a new data directory).
 void add_restore(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
+// backup create | list | show | verify | delete | expire.
+void add_backup(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners);
 
 }  // namespace tandem::cli

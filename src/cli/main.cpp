@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   tandem::cli::add_ctl(app, runners);
   tandem::cli::add_wal(app, runners);
   tandem::cli::add_restore(app, runners);
+  tandem::cli::add_backup(app, runners);
   CLI11_PARSE(app, argc, argv);
   for (auto& [cmd, run] : runners) {
     if (cmd->parsed() && run) return run();

@@ -135,6 +135,7 @@ void Agent::cycle() {
 
   bool writable = pm_started_ && pg_status_ && !pg_status_->in_recovery;
   keeper_->arm(pm_.pid(), writable, dyn_.paused, dyn_.ttl);
+  if (leader_observer_) leader_observer_(writable && cs.leader && cs.leader->name == cfg_.name);
   if (stop_) return;
   bool busy = d.action != Action::none && d.action != Action::keep_leader;
   if (busy || d.sync.step != SyncPlan::Step::none) {

@@ -8,6 +8,7 @@
 // REST API owns its I/O threads and reaches the agent only through AgentControl, whose
 // methods write etcd or set flags for the HA thread.
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -49,6 +50,10 @@ class Agent : public api::AgentControl {
   Result<std::string> restart() override;
   Result<std::string> reinitialize(bool force) override;
   Result<std::string> pause(bool paused) override;
+
+  // Called on the HA thread after every cycle with "I am the leader and run as primary"
+  // (e.g. BackupScheduler::set_leader). Set before run(); must be cheap and not block.
+  void set_leader_observer(std::function<void(bool)> observer) { leader_observer_ = std::move(observer); }
 
  private:
   Status start_up();
@@ -109,6 +114,7 @@ class Agent : public api::AgentControl {
   int64_t started_ms_ = 0;
   int64_t pg_started_ms_ = 0;
   std::optional<pg::MemberStatus> pg_status_;
+  std::function<void(bool)> leader_observer_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> restart_requested_{false};
   std::atomic<bool> reinit_requested_{false};

@@ -24,6 +24,7 @@ BackupManifest sample() {
   m.stored_bytes = 210'000'000;
   m.objects = {{"backups/20261128T130500Z-2/base.tar", 1'599'000'000, 209'000'000, std::string(64, 'a')},
                {"backups/20261128T130500Z-2/backup_manifest", 1'000'000, 1'000'000, std::string(64, 'b')}};
+  m.objects[0].compression = "zstd";
   m.tablespaces = {{16400, "/srv/ts1", "backups/20261128T130500Z-2/ts-16400.tar"}};
   m.key_id = "0011223344556677";
   m.label = "nightly 'it''s'";
@@ -60,6 +61,12 @@ TEST(Manifest, ErrorsNameTheField) {
   r = manifest_from_json(no_sha, "'x'");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("sha256"), std::string::npos) << r.error().message;
+
+  auto bad_comp = j;
+  bad_comp.replace(bad_comp.find("\"zstd\""), 6, "\"lz4\"");
+  r = manifest_from_json(bad_comp, "'x'");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("compression"), std::string::npos) << r.error().message;
 
   r = manifest_from_json("[1,2]", "'x'");
   ASSERT_FALSE(r.ok());
