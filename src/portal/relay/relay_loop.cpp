@@ -25,6 +25,8 @@ namespace {
 constexpr std::chrono::milliseconds kCheckInterval{100};
 // After one side closed its direction, how long the other may keep the session open.
 constexpr std::chrono::seconds kHalfCloseLinger{30};
+// How long a loop without connections keeps its pooled pipes and buffers.
+constexpr std::chrono::seconds kPoolLinger{1};
 constexpr std::size_t kMaxSparePipes = 64;
 constexpr std::size_t kMaxSpareBuffers = 16;
 constexpr int kMaxEvents = 64;
@@ -137,7 +139,8 @@ void RelayLoop::run() {
 
   std::array<epoll_event, kMaxEvents> events;
   while (!stopping_.load(std::memory_order_relaxed)) {
-    const int timeout = connections_.empty() ? -1 : static_cast<int>(kCheckInterval.count());
+    const bool pooled = !spare_pipes_.empty() || !spare_buffers_.empty();
+    const int timeout = connections_.empty() && !pooled ? -1 : static_cast<int>(kCheckInterval.count());
     const int n = ::epoll_wait(epoll_fd_, events.data(), kMaxEvents, timeout);
     if (n < 0 && errno != EINTR) {
       spdlog::error("portal relay loop {}: epoll_wait failed: {}", name_, std::strerror(errno));
@@ -154,6 +157,12 @@ void RelayLoop::run() {
       on_event(*static_cast<const Tag*>(events[i].data.ptr), events[i].events);
     }
     closed_.clear();  // no event of this batch refers to them any more
+    if (connections_.empty() && pooled && Clock::now() - idle_since_ >= kPoolLinger) {
+      // Idle for a while: give the pooled pipes and buffers back, so an idle portal holds
+      // none (kept meanwhile: clients that reconnect for every transaction reuse them).
+      spare_pipes_.clear();
+      spare_buffers_.clear();
+    }
     if (!connections_.empty()) {
       const auto now = Clock::now();
       if (now >= next_idle_check_) {
@@ -374,11 +383,7 @@ void RelayLoop::close(Connection& c, const std::string& reason) {
     connections_.erase(it);
     count_.fetch_sub(1, std::memory_order_relaxed);
   }
-  if (connections_.empty()) {
-    // Idle: give the pooled descriptors and memory back, so an idle portal holds none.
-    spare_pipes_.clear();
-    spare_buffers_.clear();
-  }
+  if (connections_.empty()) idle_since_ = Clock::now();
 }
 
 Pipe RelayLoop::take_pipe() {

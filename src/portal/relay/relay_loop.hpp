@@ -112,6 +112,7 @@ class RelayLoop {
   std::vector<Pipe> spare_pipes_;
   std::vector<std::unique_ptr<RelayBuffer>> spare_buffers_;
   Clock::time_point next_idle_check_{};
+  Clock::time_point idle_since_{};  // when the last connection closed
 };
 
 }  // namespace tandem::portal::relay
