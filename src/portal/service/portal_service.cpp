@@ -79,7 +79,8 @@ Status PortalService::start() {
     if (!ctx) return make_error(ctx.error().code, "backend TLS: {}", ctx.error().message);
     backend_tls_ = std::move(*ctx);
   }
-  router_ = std::make_unique<Router>(cfg_, &rw_route_, cfg_.read_only ? &ro_route_ : nullptr, &ro_registry_);
+  router_ =
+      std::make_unique<Router>(cfg_, &rw_route_, &rw_registry_, cfg_.read_only ? &ro_route_ : nullptr, &ro_registry_);
   Router* router = router_.get();
   rw_server_ = std::make_unique<relay::RelayServer>(
       listener_options(cfg_, "rw", cfg_.read_write, [router] { return router->holding(); }), server_tls_.get(),

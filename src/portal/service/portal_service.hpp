@@ -60,8 +60,9 @@ class PortalService {
   std::shared_ptr<tls::SslContext> backend_tls_;
   relay::SessionRegistry rw_registry_;
   relay::SessionRegistry ro_registry_;
-  relay::CurrentRoute rw_route_{&rw_registry_};
-  relay::CurrentRoute ro_route_{nullptr};  // read-only sessions are closed by the router, not on every change
+  // Sessions are closed by the router (see Router), not by CurrentRoute::set().
+  relay::CurrentRoute rw_route_{nullptr};
+  relay::CurrentRoute ro_route_{nullptr};
   std::unique_ptr<Router> router_;
   std::unique_ptr<relay::RelayServer> rw_server_;
   std::unique_ptr<relay::RelayServer> ro_server_;

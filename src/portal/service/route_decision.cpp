@@ -53,9 +53,12 @@ RouteChoice choose_write_route(const dcs::ClusterSnapshot& s, const BackendPolic
   }
   if (switchover_due(s, now_ms)) {
     const auto& sw = *s.switchover;
-    return hold(fmt::format("a switchover{}{} is in progress; holding new sessions until the new leader accepts writes",
-                            sw.leader.empty() ? "" : " from " + sw.leader,
-                            sw.candidate.empty() ? "" : " to " + sw.candidate));
+    const dcs::Member* current = s.leader_member();
+    RouteChoice c = hold(
+        fmt::format("a switchover{}{} is in progress; holding new sessions until the new leader accepts writes",
+                    sw.leader.empty() ? "" : " from " + sw.leader, sw.candidate.empty() ? "" : " to " + sw.candidate));
+    c.keep_sessions = current != nullptr && is_ready_leader(*current);
+    return c;
   }
   if (!s.leader) return hold("no member holds the leader key; an election is in progress");
   const dcs::Member* m = s.leader_member();
@@ -128,14 +131,20 @@ RouteChoice choose_from_probes(const std::vector<ProbeAnswer>& answers, const Ba
     return RouteChoice{RouteKind::route, endpoint_for(m.name, m.host, m.port, policy),
                        fmt::format("etcd is unreachable; {} is the only member whose /primary says 200", m.name)};
   }
+  // Without etcd a missing answer proves nothing about the member that served until now:
+  // hold new sessions but keep the existing ones.
+  RouteChoice c;
   if (yes.size() > 1) {
     std::string names;
     for (const auto* a : yes) names += (names.empty() ? "" : ", ") + a->member.name;
-    return hold(
+    c = hold(
         fmt::format("etcd is unreachable and {} members claim to be primary ({}); routing to none", yes.size(), names));
+  } else {
+    c = hold(fmt::format("etcd is unreachable and none of the {} members asked ({} answered) is a primary",
+                         answers.size(), answered));
   }
-  return hold(fmt::format("etcd is unreachable and none of the {} members asked ({} answered) is a primary",
-                          answers.size(), answered));
+  c.keep_sessions = true;
+  return c;
 }
 
 std::vector<StaticMember> probe_targets(const std::optional<dcs::ClusterSnapshot>& last,

@@ -35,6 +35,11 @@ struct RouteChoice {
   RouteKind kind = RouteKind::none;
   std::optional<relay::Endpoint> endpoint;  // set when kind == route
   std::string reason;                       // one sentence for the log
+  // Leave sessions attached to other members alone: set while a switchover is due but the
+  // old leader still runs as primary with the key (its sessions end when it shuts down;
+  // closing them earlier would only fail clients that are still authenticating), and when
+  // the /primary probes are inconclusive (a missed answer proves no leader change).
+  bool keep_sessions = false;
   bool operator==(const RouteChoice&) const = default;
 };
 

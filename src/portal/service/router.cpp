@@ -41,9 +41,9 @@ struct Router::Etcd {
   std::unique_ptr<dcs::etcd::PrefixWatch> watch;  // started after the first snapshot
 };
 
-Router::Router(const PortalConfig& cfg, relay::CurrentRoute* rw, relay::CurrentRoute* ro,
-               relay::SessionRegistry* ro_registry)
-    : cfg_(cfg), policy_{cfg.backend_tls}, rw_(rw), ro_(ro), ro_registry_(ro_registry) {
+Router::Router(const PortalConfig& cfg, relay::CurrentRoute* rw, relay::SessionRegistry* rw_registry,
+               relay::CurrentRoute* ro, relay::SessionRegistry* ro_registry)
+    : cfg_(cfg), policy_{cfg.backend_tls}, rw_(rw), rw_registry_(rw_registry), ro_(ro), ro_registry_(ro_registry) {
   dcs::EtcdOptions o;
   o.endpoints = cfg_.etcd_endpoints;
   o.cluster = cfg_.cluster;
@@ -200,10 +200,17 @@ void Router::apply_write(const RouteChoice& c) {
   // must never see "no route" with holding off when a route is about to appear.
   if (c.kind == RouteKind::hold) holding_.store(true, std::memory_order_release);
   if (!same) {
-    const auto closed = rw_->set(c.endpoint, "the read-write target changed: " + c.reason);
-    spdlog::info("portal {}: read-write route {} -> {}: {}{}", cfg_.name,
-                 last_write_ ? target_text(*last_write_) : std::string("(start)"), target_text(c), c.reason,
-                 closed > 0 ? fmt::format("; closed {} sessions attached elsewhere", closed) : std::string());
+    (void)rw_->set(c.endpoint, "the read-write target changed: " + c.reason);
+    spdlog::info("portal {}: read-write route {} -> {}: {}", cfg_.name,
+                 last_write_ ? target_text(*last_write_) : std::string("(start)"), target_text(c), c.reason);
+  }
+  // After the new target is in place (a session registering meanwhile re-reads it), close
+  // what is attached elsewhere; repeated on every decision, so none slips through.
+  if (!c.keep_sessions && rw_registry_ != nullptr) {
+    const auto closed =
+        rw_registry_->close_attached_if([&](const relay::Endpoint& e) { return !c.endpoint || e != *c.endpoint; },
+                                        "the read-write target changed: " + c.reason);
+    if (closed > 0) spdlog::info("portal {}: closed {} read-write sessions attached elsewhere", cfg_.name, closed);
   }
   if (c.kind != RouteKind::hold) holding_.store(false, std::memory_order_release);
   {

@@ -45,9 +45,11 @@ struct RouterStatus {
 class Router {
  public:
   // `rw` and `ro` must outlive the router; `ro` and `ro_registry` may be null (no
-  // read-only listener). Read-only sessions attached to members that can no longer serve
-  // reads are closed through `ro_registry`.
-  Router(const PortalConfig& cfg, relay::CurrentRoute* rw, relay::CurrentRoute* ro,
+  // read-only listener). Both routes are built without a registry: the router closes
+  // sessions itself. Read-write sessions attached to anything but the target are closed
+  // through `rw_registry` (unless the decision says to keep them); read-only sessions
+  // attached to members that can no longer serve reads through `ro_registry`.
+  Router(const PortalConfig& cfg, relay::CurrentRoute* rw, relay::SessionRegistry* rw_registry, relay::CurrentRoute* ro,
          relay::SessionRegistry* ro_registry);
   ~Router();
   Router(const Router&) = delete;
@@ -75,6 +77,7 @@ class Router {
   const PortalConfig cfg_;
   const BackendPolicy policy_;
   relay::CurrentRoute* rw_;
+  relay::SessionRegistry* rw_registry_;
   relay::CurrentRoute* ro_;
   relay::SessionRegistry* ro_registry_;
 

@@ -116,6 +116,20 @@ INSTANTIATE_TEST_SUITE_P(
                                 "has not published where PostgreSQL listens"}),
     [](const auto& info) { return std::string(info.param.name); });
 
+TEST(WriteRoute, SwitchoverKeepsSessionsOnlyWhileTheOldLeaderRuns) {
+  auto s = healthy();
+  s.switchover = dcs::Switchover{"pg1", "pg2", 0, 12};
+  auto c = choose_write_route(s, BackendPolicy{}, kNow);
+  EXPECT_EQ(c.kind, RouteKind::hold);
+  EXPECT_TRUE(c.keep_sessions);
+  s.members["pg1"].state = "stopped";
+  EXPECT_FALSE(choose_write_route(s, BackendPolicy{}, kNow).keep_sessions);
+  s = healthy();
+  s.leader.reset();  // a crash: the lease expired
+  EXPECT_FALSE(choose_write_route(s, BackendPolicy{}, kNow).keep_sessions);
+  EXPECT_FALSE(choose_write_route(healthy(), BackendPolicy{}, kNow).keep_sessions);
+}
+
 TEST(WriteRoute, BackendTlsPolicyIsCarried) {
   auto c = choose_write_route(healthy(), BackendPolicy{BackendTls::on}, kNow);
   ASSERT_TRUE(c.endpoint);
@@ -221,6 +235,8 @@ TEST(ProbeFallback, RoutesOnlyWhenExactlyOneSaysPrimary) {
   EXPECT_EQ(none.kind, RouteKind::hold);
   EXPECT_NE(none.reason.find("none of the 2 members asked (1 answered)"), std::string::npos) << none.reason;
 
+  EXPECT_TRUE(none.keep_sessions);  // a missed answer is no proof the leader changed
+  EXPECT_FALSE(one.keep_sessions);
   // A 200 from a member that did not answer cannot count.
   auto stale = choose_from_probes({answer("pg1", false, 200)}, BackendPolicy{});
   EXPECT_EQ(stale.kind, RouteKind::hold);
