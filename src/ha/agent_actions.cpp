@@ -85,7 +85,11 @@ pg::ManagedConfig Agent::managed(pg::Role role, const dcs::Member* upstream) con
   if (role == pg::Role::primary) mc.synchronous_standby_names = sync_names_;
   if (cfg_.backup.enabled() && cfg_.backup.archive && !cfg_.source_path.empty()) {
     mc.archive_command = wal_command(cfg_, "wal-push", "%p");
-    mc.restore_command = wal_command(cfg_, "wal-fetch", "--standby %f %p");
+    // A standby streaming from a leader never needs the archive: the leader keeps its WAL
+    // in our replication slot. And restore_command costs failover time: PostgreSQL runs it
+    // while waiting for WAL and several times while promoting (history files), so a
+    // promotion waits for each of those processes. Only a standby without a source reads it.
+    if (upstream == nullptr) mc.restore_command = wal_command(cfg_, "wal-fetch", "--standby %f %p");
   }
   return mc;
 }
