@@ -162,7 +162,6 @@ std::string agent_config_yaml(const Layout& l, const DataMember& m) {
   y << "backup:\n  store: \"" << l.backup_store_url() << "\"\n  key_file: " << l.backup_key_path() << "\n";
   if (!l.backup_credentials_file.empty()) y << "  credentials_file: " << l.backup_credentials_file << "\n";
   y << "  archive: true\n";
-  y << "  archive: true\n";
   return y.str();
 }
 
