@@ -13,7 +13,6 @@
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -330,7 +329,7 @@ TEST(BackupWal, S3BackendSealedAndListedByTheAwsCli) {
 
 // The archive_command path for a burst: PostgreSQL's archiver calls wal-push once per
 // ready segment, in order; read-ahead pushes the following ready segments in parallel.
-TEST(BackupWal, ArchiveCommandThroughputForABurst) {
+TEST(BackupWal, ArchiveCommandBurstWithReadAhead) {
   testkit::TempDir dir("tandem-walburst");
   fs::create_directories(dir.sub("pg_wal/archive_status"));
   fs::create_directories(dir.sub("store"));
@@ -375,15 +374,8 @@ TEST(BackupWal, ArchiveCommandThroughputForABurst) {
   std::printf("wal-push burst: %d segments of 16 MiB in %.2f s = %.1f segments/s\n", kSegments, secs, rate);
   auto listed = fs::directory_iterator(dir.sub("store/wal"));
   EXPECT_EQ(std::distance(fs::begin(listed), fs::end(listed)), kSegments);
-  // The target is 25 segments/s on an idle 2-core machine; only judge the rate when the
-  // machine is not saturated by other work (the number is printed either way).
-  double load1 = 0;
-  std::ifstream("/proc/loadavg") >> load1;
-  if (load1 > 2.0 * std::thread::hardware_concurrency()) {
-    std::printf("load average %.1f on %u cores: rate not judged\n", load1, std::thread::hardware_concurrency());
-  } else {
-    EXPECT_GE(rate, 10.0);
-  }
+  // Speed is measured by bench/backup (docs/benchmarks.md), not judged here: this test
+  // checks that a burst pushed with read-ahead stores every segment and nothing else.
 }
 
 }  // namespace
