@@ -129,18 +129,26 @@ void BackupScheduler::finish_backup(const std::string& outcome, bool ok) {
   }
   spdlog::info("scheduled backup done in {:.0f}s: {}", secs, output_since(log_offset_));
   next_due_ = Steady::now() + opts_.schedule;
-  // Retention after every successful backup.
-  uint64_t offset = file_size(opts_.log_path);
+  // Retention after every successful backup; run() captures its output.
   SpawnOptions so;
   so.argv = {opts_.tandem_binary, "backup", "expire", "--config", opts_.config_path};
-  so.output_file = opts_.log_path;
   so.parent_death_signal = SIGTERM;
   auto r = run(so, std::chrono::minutes(30));
-  if (!r || !r->status.ok()) {
-    spdlog::error("backup retention failed: {}", r ? output_since(offset) : r.error().message);
-  } else {
-    spdlog::info("backup retention applied: {}", output_since(offset));
+  if (!r) {
+    spdlog::error("backup retention failed: {}", r.error().message);
+    return;
   }
+  std::string last;
+  std::istringstream lines(r->output);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) last = line;
+  }
+  if (!r->status.ok()) {
+    spdlog::error("backup retention failed ({}): {}", r->status.describe(), last);
+  } else {
+    spdlog::info("backup retention applied: {}", last);
+  }
+  std::ofstream(opts_.log_path, std::ios::app) << r->output;
 }
 
 void BackupScheduler::loop() {
