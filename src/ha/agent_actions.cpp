@@ -8,6 +8,7 @@
 #include "ha/agent.hpp"
 #include "ha/lease_keeper.hpp"
 #include "pg/admin.hpp"
+#include "pg/archiver.hpp"
 #include "pg/conninfo.hpp"
 #include "pg/passfile.hpp"
 #include "pg/setup.hpp"
@@ -346,6 +347,28 @@ Status Agent::do_switchover(const std::string& candidate) {
   // A checkpoint now leaves the shutdown checkpoint almost nothing to write, which is
   // most of the time writes are unavailable during the switchover.
   if (auto* c = local_conn()) log_failure("CHECKPOINT before the switchover", pg::checkpoint(*c));
+  // PostgreSQL's shutdown waits for the archiver to push every finished segment. Let it
+  // catch up now, while writes still go on, so that does not lengthen the outage.
+  if (cfg_.backup.enabled() && cfg_.backup.archive) {
+    auto start = SteadyClock::now();
+    auto deadline = start + Seconds(5);
+    int ready = -1;
+    while (SteadyClock::now() < deadline) {
+      ready = -1;
+      if (auto* c = local_conn()) {
+        if (auto a = pg::query_archiver(*c, cfg_.data_dir)) ready = a->ready_files;
+      }
+      if (ready <= 0) break;
+      std::this_thread::sleep_for(Millis(50));
+    }
+    auto waited = std::chrono::duration_cast<Millis>(SteadyClock::now() - start).count();
+    if (ready > 0) {
+      spdlog::warn("switchover: {} WAL file(s) still waiting for the archive after {} ms; shutting down anyway", ready,
+                   waited);
+    } else if (waited >= 50) {
+      spdlog::info("switchover: waited {} ms for the archiver to catch up before the shutdown", waited);
+    }
+  }
   spdlog::info("switchover: stopping PostgreSQL (fast) so {} receives every last WAL record", candidate);
   auto s = stop_pg(pg::StopMode::fast);
   if (!s) spdlog::warn("fast shutdown: {}", s.error().message);
