@@ -132,7 +132,7 @@ TEST(TarReader, BigSizesInBase256) {
   // 9 GiB in GNU base-256: first byte 0x80, value big-endian in the remaining bytes.
   uint64_t size = 9ull << 30;
   h[124] = static_cast<char>(0x80);
-  for (int i = 0; i < 11; ++i) h[135 - i] = static_cast<char>((size >> (8 * i)) & 0xff);
+  for (int i = 0; i < 11; ++i) h[135 - i] = static_cast<char>(i < 8 ? (size >> (8 * i)) & 0xff : 0);
   std::memset(h.data() + 148, ' ', 8);
   unsigned sum = 0;
   for (unsigned char c : h) sum += c;
