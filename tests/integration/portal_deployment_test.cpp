@@ -31,7 +31,13 @@ const std::string kPgBin = "/usr/lib/postgresql/15/bin/";
 
 class PortalDeploymentTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { d_ = new testkit::Deployment(); }
+  // ctest runs each test in its own process, so every test gets a fresh deployment with the
+  // table the write tests use.
+  static void SetUpTestSuite() {
+    d_ = new testkit::Deployment();
+    const std::string l = d_->wait_leader(60s);
+    if (!l.empty()) (void)d_->exec(l, "CREATE TABLE IF NOT EXISTS portal_t(k int)");
+  }
   static void TearDownTestSuite() {
     delete d_;
     d_ = nullptr;
