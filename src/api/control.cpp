@@ -153,10 +153,13 @@ Response handle_control(AgentControl& control, const Request& req) {
     return ok(200, control.restart());
   }
   if (p == "/reinitialize") {
-    auto body = parse_body(req, {"force"});
+    auto body = parse_body(req, {"force", "from_backup"});
     if (!body) return error_response(body.error());
     auto force = bool_field(*body, "force", p, false);
     if (!force) return error_response(force.error());
+    auto from_backup = bool_field(*body, "from_backup", p, false);
+    if (!from_backup) return error_response(from_backup.error());
+    if (*from_backup) return ok(200, control.reinitialize_from_backup());
     return ok(200, control.reinitialize(*force));
   }
   auto body = parse_body(req, {});

@@ -30,6 +30,11 @@ class AgentControl {
   // Wipes this replica's data and clones it again from the leader; `force` also when
   // PostgreSQL is running.
   virtual Result<std::string> reinitialize(bool force) = 0;
+  // Rebuilds this replica from the latest backup plus archived WAL instead of the
+  // leader, then streams from the leader. Agents without a backup repository refuse.
+  virtual Result<std::string> reinitialize_from_backup() {
+    return make_error(Errc::invalid_argument, "this agent cannot reinitialize from a backup");
+  }
   // Enters (true) or leaves (false) maintenance mode for the whole cluster.
   virtual Result<std::string> pause(bool paused) = 0;
 };

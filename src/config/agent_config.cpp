@@ -150,6 +150,35 @@ Status parse_backup(const Reader& r, BackupConfig& b) {
   return {};
 }
 
+Status parse_restore_source(const Reader& r, RestoreSourceConfig& src) {
+  TRY(r.check_known({"store", "key_file", "retired_key_files", "credentials_file", "backup_id", "to_time", "to_lsn"}));
+  TRY(r.str("store", src.store, true));
+  if (src.store.rfind("file:///", 0) != 0 && src.store.rfind("s3://", 0) != 0)
+    return make_error(Errc::invalid_argument, "{}: expected file:///ABS/DIR or s3://BUCKET[/PREFIX], got '{}'",
+                      r.key("store"), src.store);
+  TRY(r.str("key_file", src.key_file, true));
+  if (src.key_file.front() != '/')
+    return make_error(Errc::invalid_argument, "{}: must be an absolute path, got '{}'", r.key("key_file"),
+                      src.key_file);
+  auto retired = r.child("retired_key_files");
+  if (retired && !retired.IsNull()) {
+    if (!retired.IsSequence())
+      return make_error(Errc::invalid_argument, "{}: expected a list of paths", r.key("retired_key_files"));
+    for (const auto& f : retired) {
+      if (!f.IsScalar() || f.as<std::string>().empty() || f.as<std::string>().front() != '/')
+        return make_error(Errc::invalid_argument, "{}: expected absolute paths", r.key("retired_key_files"));
+      src.retired_key_files.push_back(f.as<std::string>());
+    }
+  }
+  TRY(r.str("credentials_file", src.credentials_file));
+  TRY(r.str("backup_id", src.backup_id));
+  TRY(r.str("to_time", src.to_time));
+  TRY(r.str("to_lsn", src.to_lsn));
+  if (!src.to_time.empty() && !src.to_lsn.empty())
+    return make_error(Errc::invalid_argument, "{}: give to_time or to_lsn, not both", r.key("to_time"));
+  return {};
+}
+
 }  // namespace
 
 Result<std::chrono::seconds> parse_duration(const std::string& text, const std::string& key) {
@@ -208,8 +237,8 @@ Result<AgentConfig> parse_agent_config(const std::string& yaml_text) {
   }
   AgentConfig c;
   Reader top(root, "");
-  TRY(top.check_known(
-      {"cluster", "name", "etcd", "data_dir", "run_dir", "log_file", "api", "postgresql", "ha", "tags", "backup"}));
+  TRY(top.check_known({"cluster", "name", "etcd", "data_dir", "run_dir", "log_file", "api", "postgresql", "ha", "tags",
+                       "backup", "bootstrap_from_backup"}));
   TRY(top.str("cluster", c.cluster, true));
   TRY(top.str("name", c.name, true));
   if (!std::regex_match(c.cluster, kNameRe))
@@ -312,6 +341,15 @@ Result<AgentConfig> parse_agent_config(const std::string& yaml_text) {
   }
 
   if (top.child("backup") && !top.child("backup").IsNull()) TRY(parse_backup(top.sub("backup"), c.backup));
+  if (top.child("bootstrap_from_backup") && !top.child("bootstrap_from_backup").IsNull()) {
+    TRY(parse_restore_source(top.sub("bootstrap_from_backup"), c.bootstrap_from_backup));
+    // The new cluster archives into its own repository; the source stays read only.
+    if (c.bootstrap_from_backup.store == c.backup.store)
+      return make_error(Errc::invalid_argument,
+                        "bootstrap_from_backup.store: must differ from backup.store ({}): a restored cluster "
+                        "archives into its own repository, never into the one it was restored from",
+                        c.backup.store);
+  }
 
   if (c.run_dir.empty()) c.run_dir = c.data_dir + ".run";
   if (c.pg_log_file.empty()) c.pg_log_file = c.data_dir + ".postgresql.log";

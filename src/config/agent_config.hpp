@@ -46,6 +46,21 @@ struct BackupConfig {
   bool enabled() const { return !store.empty(); }
 };
 
+// The `bootstrap_from_backup:` section: the member that wins the race to initialize a NEW
+// cluster restores this backup (another deployment's repository, read only) instead of
+// running initdb. Empty `store` means the cluster bootstraps with initdb. The target is
+// "latest" unless `to_time` or `to_lsn` is set; `backup_id` empty = the newest that fits.
+struct RestoreSourceConfig {
+  std::string store;  // file:///abs/dir or s3://bucket/prefix?...; must differ from backup.store
+  std::string key_file;
+  std::vector<std::string> retired_key_files;
+  std::string credentials_file;
+  std::string backup_id;
+  std::string to_time;  // ISO-8601 / PostgreSQL timestamp
+  std::string to_lsn;   // X/Y
+  bool enabled() const { return !store.empty(); }
+};
+
 // Parses a duration such as "90s", "15m", "24h", "7d", "1w" or a plain number of seconds;
 // "0" and "off" give 0. `key` names the setting in errors.
 Result<std::chrono::seconds> parse_duration(const std::string& text, const std::string& key);
@@ -72,6 +87,7 @@ struct AgentConfig {
   dcs::Tags tags;
   dcs::DynamicConfig bootstrap;  // dynamic config written to the DCS by the first agent
   BackupConfig backup;
+  RestoreSourceConfig bootstrap_from_backup;
   std::string source_path;  // the file load_agent_config() read; empty when parsed from text
 };
 

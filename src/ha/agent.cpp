@@ -228,6 +228,8 @@ LocalState Agent::observe(const Result<dcs::ClusterSnapshot>& snap) {
   l.sync_requested_at = sync_requested_at_;
   l.restart_requested = restart_requested_.exchange(false);
   l.reinit_requested = reinit_requested_.exchange(false);
+  l.reinit_from_backup = reinit_from_backup_.exchange(false);
+  l.bootstrap_from_backup = cfg_.bootstrap_from_backup.enabled();
   return l;
 }
 
@@ -389,6 +391,7 @@ Result<std::string> Agent::reinitialize(bool /*force*/) {
   if (snap && snap->leader && snap->leader->name == cfg_.name) {
     return make_error(Errc::conflict, "{} is the leader; switch over before reinitializing it", cfg_.name);
   }
+  reinit_from_backup_ = false;
   reinit_requested_ = true;
   store_->wake();
   return std::string("reinitialize requested");

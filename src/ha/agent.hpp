@@ -49,6 +49,7 @@ class Agent : public api::AgentControl {
   Result<std::string> cancel_switchover() override;
   Result<std::string> restart() override;
   Result<std::string> reinitialize(bool force) override;
+  Result<std::string> reinitialize_from_backup() override;  // agent_restore.cpp
   Result<std::string> pause(bool paused) override;
 
   // Called on the HA thread after every cycle with "I am the leader and run as primary"
@@ -64,7 +65,11 @@ class Agent : public api::AgentControl {
   void publish(const Result<dcs::ClusterSnapshot>& snap, const LocalState& local);
 
   // Actions (HA thread only).
-  Status do_bootstrap();
+  Status do_bootstrap(bool from_backup = false);
+  // agent_restore.cpp: restore paths instead of initdb / pg_basebackup.
+  Status restore_for_bootstrap();
+  Status do_reinit_from_backup(const dcs::Member& leader);
+  void finish_archive_catchup(const dcs::ClusterSnapshot& snap);
   Status do_clone(const dcs::Member& source);
   Status do_start(pg::Role role, const dcs::Member* upstream);
   Status do_follow(const dcs::Member* upstream);
@@ -118,6 +123,8 @@ class Agent : public api::AgentControl {
   std::atomic<bool> stop_{false};
   std::atomic<bool> restart_requested_{false};
   std::atomic<bool> reinit_requested_{false};
+  std::atomic<bool> reinit_from_backup_{false};  // with reinit_requested_: from the repository
+  bool archive_catchup_ = false;  // rebuilt from a backup: standby keeps restore_command until it streams
 };
 
 }  // namespace tandem::ha

@@ -90,7 +90,8 @@ pg::ManagedConfig Agent::managed(pg::Role role, const dcs::Member* upstream) con
     // in our replication slot. And restore_command costs failover time: PostgreSQL runs it
     // while waiting for WAL and several times while promoting (history files), so a
     // promotion waits for each of those processes. Only a standby without a source reads it.
-    if (upstream == nullptr) mc.restore_command = wal_command(cfg_, "wal-fetch", "--standby %f %p");
+    // A standby rebuilt from a backup reads the archive until it streams (archive_catchup_).
+    if (upstream == nullptr || archive_catchup_) mc.restore_command = wal_command(cfg_, "wal-fetch", "--standby %f %p");
   }
   return mc;
 }
@@ -140,7 +141,7 @@ Status Agent::do_follow(const dcs::Member* upstream) {
   return {};
 }
 
-Status Agent::do_bootstrap() {
+Status Agent::do_bootstrap(bool from_backup) {
   auto won = store_->try_initialize(cfg_.name);
   if (!won) return won.error();
   if (!*won) {
@@ -157,7 +158,7 @@ Status Agent::do_bootstrap() {
   };
   auto su_pw = config::read_secret_file(cfg_.superuser.password_file);
   if (!su_pw) return fail(su_pw.error());
-  if (auto s = pg::initdb(settings_, Secret(*su_pw)); !s) return fail(s);
+  if (auto s = from_backup ? restore_for_bootstrap() : pg::initdb(settings_, Secret(*su_pw)); !s) return fail(s);
   sync_names_.clear();  // nothing to wait for yet; the first leader cycle sets it
   if (auto s = do_start(pg::Role::primary, nullptr); !s) return fail(s);
   auto* c = local_conn();
@@ -170,6 +171,11 @@ Status Agent::do_bootstrap() {
           pg::create_roles(*c, {cfg_.replication.username, Secret(*repl_pw)}, {cfg_.admin.username, Secret(*admin_pw)});
       !s) {
     return fail(s);
+  }
+  // A restored cluster keeps the source's roles and passwords: this deployment's own
+  // secrets replace them (the replication and admin roles above, the superuser here).
+  if (from_backup) {
+    if (auto s = pg::set_password(*c, cfg_.superuser.username, Secret(*su_pw)); !s) return fail(s);
   }
   // PostgreSQL 15 no longer lets every role create in schema public; the admin role is
   // the deployment's operator account, so it gets the schema and monitoring rights.
@@ -191,7 +197,8 @@ Status Agent::do_bootstrap() {
       dcs::HistoryEntry{unix_millis_now(), "", cfg_.name, "bootstrap", st->timeline, st->wal_position()});
   last_leader_ = cfg_.name;
   phase_.clear();
-  spdlog::info("bootstrapped cluster {} (system identifier {}); I am the leader", cfg_.cluster, st->system_identifier);
+  spdlog::info("bootstrapped cluster {} (system identifier {}{}); I am the leader", cfg_.cluster, st->system_identifier,
+               from_backup ? ", restored from a backup" : "");
   return {};
 }
 
@@ -445,9 +452,15 @@ void Agent::execute(const Decision& d, const dcs::ClusterSnapshot& snap, const L
     }
     case Action::switchover: s = do_switchover(d.target); break;
     case Action::clear_switchover: s = store_->clear_switchover(); break;
+    case Action::bootstrap_from_backup: s = do_bootstrap(true); break;
+    case Action::reinitialize_from_backup:
+      if (target == nullptr) return;
+      s = do_reinit_from_backup(*target);
+      break;
   }
   if (!s) spdlog::error("{} failed: {}", to_string(d.action), s.error().message);
   if (d.action == Action::none || d.action == Action::keep_leader) apply_parameter_changes(snap);
+  if (d.action == Action::none) finish_archive_catchup(snap);
 }
 
 }  // namespace tandem::ha

@@ -25,6 +25,8 @@ const char* to_string(Action a) {
     case Action::release_leader: return "release_leader";
     case Action::switchover: return "switchover";
     case Action::clear_switchover: return "clear_switchover";
+    case Action::bootstrap_from_backup: return "bootstrap_from_backup";
+    case Action::reinitialize_from_backup: return "reinitialize_from_backup";
   }
   return "?";
 }
@@ -260,7 +262,12 @@ Decision decide(const dcs::ClusterSnapshot& c, const LocalState& l, const dcs::D
 
   // Bootstrap and clone.
   if (!l.data_initialized) {
-    if (!c.initialize) return make(Action::bootstrap, "", "the cluster is not initialized; trying to bootstrap it");
+    if (!c.initialize) {
+      if (l.bootstrap_from_backup)
+        return make(Action::bootstrap_from_backup, "",
+                    "the cluster is not initialized; trying to bootstrap it from a backup");
+      return make(Action::bootstrap, "", "the cluster is not initialized; trying to bootstrap it");
+    }
     if (!leader.empty() && leader != l.name && is_running_member(leader_member)) {
       return make(Action::clone, leader, fmt::format("no data directory; cloning from the leader {}", leader));
     }
@@ -271,7 +278,14 @@ Decision decide(const dcs::ClusterSnapshot& c, const LocalState& l, const dcs::D
   if (l.reinit_requested) {
     if (i_lead) return make(Action::none, "", "refusing to reinitialize: I am the leader");
     if (leader.empty() || !is_running_member(leader_member))
-      return make(Action::none, "", "cannot reinitialize: no running leader to clone from");
+      return make(Action::none, "",
+                  l.reinit_from_backup ? "cannot reinitialize from a backup: no running leader to stream from after"
+                                       : "cannot reinitialize: no running leader to clone from");
+    if (l.reinit_from_backup)
+      return make(Action::reinitialize_from_backup, leader,
+                  fmt::format("reinitializing from the latest backup plus archived WAL as requested, then "
+                              "streaming from {}",
+                              leader));
     return make(Action::reinitialize, leader, fmt::format("reinitializing from {} as requested", leader));
   }
   if (l.restart_requested && l.pg == PgRun::running) {

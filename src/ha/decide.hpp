@@ -48,6 +48,9 @@ struct LocalState {
   // Operator requests received through the REST API.
   bool restart_requested = false;
   bool reinit_requested = false;
+  bool reinit_from_backup = false;  // with reinit_requested: rebuild from the repository, not the leader
+  // Configuration: a new cluster is created by restoring a backup instead of initdb.
+  bool bootstrap_from_backup = false;
 };
 
 enum class Action {
@@ -68,6 +71,10 @@ enum class Action {
   release_leader,    // give up the leader key (PostgreSQL cannot run as primary)
   switchover,        // planned: stop fast, hand the leader key over to `target`
   clear_switchover,  // drop a switchover request that cannot be carried out
+  // Win `initialize`, restore the configured backup, promote at its target, take the leader key.
+  bootstrap_from_backup,
+  // Wipe the data directory, restore the latest backup and read archived WAL, then stream from `target`.
+  reinitialize_from_backup,
 };
 const char* to_string(Action a);
 
