@@ -47,6 +47,18 @@ Deployment::~Deployment() {
     std::filesystem::create_directories(keep, ec);
     std::filesystem::copy(dir_.path() + "/logs", keep, std::filesystem::copy_options::recursive, ec);
     fprintf(stderr, "deployment logs kept in %s\n", keep.c_str());
+    // CI keeps only the test output: show the agents' warnings and errors there too.
+    for (const auto& m : members()) {
+      std::ifstream in(dir_.path() + "/logs/" + m + ".log");
+      std::vector<std::string> lines;
+      for (std::string line; std::getline(in, line);) {
+        if (line.find(" warn ") != std::string::npos || line.find(" error ") != std::string::npos ||
+            line.find(" critical ") != std::string::npos)
+          lines.push_back(line.substr(0, 300));
+      }
+      const size_t from = lines.size() > 30 ? lines.size() - 30 : 0;
+      for (size_t i = from; i < lines.size(); ++i) fprintf(stderr, "  %s\n", lines[i].c_str());
+    }
   }
   for (const auto& m : members()) {
     if (pid_t p = postmaster_pid(m); p > 0) kill(p, SIGKILL);
