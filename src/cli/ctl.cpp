@@ -331,14 +331,19 @@ void add_ctl(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners) 
                       false);
     c->add_option("member", *member, "Member name")->required();
     std::string path = std::string(verb) == "restart" ? "/restart" : "/reinitialize";
-    *r = [t, member, path] {
+    auto from_backup = std::make_shared<bool>(false);
+    if (path == "/reinitialize") {
+      c->add_flag("--from-backup", *from_backup,
+                  "Rebuild from the latest backup plus archived WAL instead of copying from the leader");
+    }
+    *r = [t, member, path, from_backup] {
       auto ctx = connect(*t);
       if (!ctx) return fail(ctx.error());
       auto s = ctx->store->load();
       if (!s) return fail(s.error());
       auto url = member_api(*s, *member);
       if (!url) return fail(url.error());
-      return post(*url + path, json::object());
+      return post(*url + path, *from_backup ? json{{"from_backup", true}} : json::object());
     };
   }
   for (const char* verb : {"pause", "resume"}) {

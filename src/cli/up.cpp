@@ -6,12 +6,14 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "api/http_client.hpp"
 #include "cli/commands.hpp"
+#include "cli/up_from_backup.hpp"
 #include "dcs/store.hpp"
 #include "deploy/layout.hpp"
 #include "deploy/supervisor.hpp"
@@ -32,6 +34,7 @@ struct UpOptions {
   int timeout_s = 180;
   std::string backup_store;             // new deployments: repository URL (default file://DIR/backups)
   std::string backup_credentials_file;  // S3 credentials for it
+  FromBackupOptions from;               // new deployments: restore another deployment's backup
 };
 
 // Blocks SIGINT/SIGTERM so they can be received with sigtimedwait.
@@ -130,6 +133,25 @@ void print_tail(const std::string& path, int lines) {
 }
 
 int run_up(const UpOptions& o) {
+  // --from-backup: check the source before anything is created, so a wrong key or a
+  // missing backup leaves nothing behind.
+  std::optional<CheckedSource> source;
+  if (o.from.given()) {
+    std::error_code ec;
+    std::string want = std::filesystem::absolute(o.dir, ec).lexically_normal().string();
+    while (want.size() > 1 && want.back() == '/') want.pop_back();
+    if (!std::filesystem::exists(want + "/layout.json")) {
+      auto checked =
+          check_backup_source(o.from, want, o.backup_store.empty() ? "file://" + want + "/backups" : o.backup_store);
+      if (!checked) {
+        std::cerr << "tandem up: " << checked.error().message << "\nnothing was created or started\n";
+        return 1;
+      }
+      std::cout << fmt::format("restoring {} to {}: {}\n", checked->source.store, checked->target, checked->plan)
+                << std::flush;
+      source = std::move(*checked);
+    }
+  }
   auto dir = deploy::usable_dir(o.dir);
   if (!dir) {
     std::cerr << "tandem up: " << dir.error().message << "\n";
@@ -138,6 +160,13 @@ int run_up(const UpOptions& o) {
   deploy::Layout layout;
   if (auto existing = deploy::load_layout(*dir)) {
     layout = *existing;
+    if (o.from.given() && !layout.from_backup.enabled()) {
+      std::cerr << fmt::format(
+          "tandem up: {} already holds a deployment that was not restored from a backup; --from-backup only "
+          "creates new deployments (use another --dir)\n",
+          *dir);
+      return 2;
+    }
     if (o.base_port_given && o.base_port != layout.base_port) {
       std::cerr << fmt::format("tandem up: {} was created with --base-port {}; drop --base-port or use another --dir\n",
                                *dir, layout.base_port);
@@ -154,6 +183,12 @@ int run_up(const UpOptions& o) {
     layout.ttl = o.ttl;
     layout.backup_store = o.backup_store;
     layout.backup_credentials_file = o.backup_credentials_file;
+    if (source) {
+      if (auto s = install_backup_source(layout, *source); !s) {
+        std::cerr << "tandem up: " << s.error().message << "\n";
+        return 1;
+      }
+    }
     if (auto s = deploy::save_layout(layout); !s) {
       std::cerr << "tandem up: " << s.error().message << "\n";
       return 1;
@@ -243,6 +278,10 @@ int run_up(const UpOptions& o) {
       "  details:  {}/deployment.json\n",
       layout.cluster, layout.dir, layout.secret_path("pgpass"), deploy::connection_uri(layout),
       deploy::connection_string(layout), portal_summary(layout), layout.ca_cert_path(), layout.dir, layout.dir);
+  if (layout.from_backup.enabled()) {
+    std::cout << fmt::format("  restored: from {} (read only); new backups and WAL go to {}\n",
+                             layout.from_backup.store, layout.backup_store_url());
+  }
   if (o.detach) {
     std::cout << fmt::format("  stop:     tandem down --dir {}\n", layout.dir);
     return 0;
@@ -286,6 +325,7 @@ Runner add_up(CLI::App& app) {
       "Backup repository of a new deployment (default file://DIR/backups), e.g. s3://bucket/prefix?endpoint=...");
   cmd->add_option("--backup-credentials-file", o->backup_credentials_file,
                   "S3 credentials (INI) for --backup-store, readable by the postgres user");
+  add_from_backup_options(cmd, o->from);
   return [o, bp] {
     o->base_port_given = bp->count() > 0;
     return run_up(*o);

@@ -120,6 +120,14 @@ Status save_layout(const Layout& l) {
          {"ttl", l.ttl}};
   if (!l.backup_store.empty()) j["backup_store"] = l.backup_store;
   if (!l.backup_credentials_file.empty()) j["backup_credentials_file"] = l.backup_credentials_file;
+  if (l.from_backup.enabled()) {
+    j["from_backup"] = json{{"store", l.from_backup.store},
+                            {"credentials_file", l.from_backup.credentials_file},
+                            {"retired_key_files", l.from_backup.retired_key_files},
+                            {"backup_id", l.from_backup.backup_id},
+                            {"to_time", l.from_backup.to_time},
+                            {"to_lsn", l.from_backup.to_lsn}};
+  }
   return write_file(l.dir + "/layout.json", j.dump(2) + "\n", 0644);
 }
 
@@ -134,6 +142,15 @@ Result<Layout> load_layout(const std::string& dir) {
     l.synchronous_mode = dcs::parse_sync_mode(j.value("synchronous_mode", "on")).value_or(dcs::SyncMode::on);
     l.backup_store = j.value("backup_store", "");
     l.backup_credentials_file = j.value("backup_credentials_file", "");
+    if (j.contains("from_backup")) {
+      const json& f = j.at("from_backup");
+      l.from_backup.store = f.at("store").get<std::string>();
+      l.from_backup.credentials_file = f.value("credentials_file", "");
+      l.from_backup.retired_key_files = f.value("retired_key_files", std::vector<std::string>{});
+      l.from_backup.backup_id = f.value("backup_id", "");
+      l.from_backup.to_time = f.value("to_time", "");
+      l.from_backup.to_lsn = f.value("to_lsn", "");
+    }
     return l;
   } catch (const json::exception& e) {
     return make_error(Errc::invalid_argument, "{}/layout.json is damaged: {}", dir, e.what());
@@ -162,6 +179,19 @@ std::string agent_config_yaml(const Layout& l, const DataMember& m) {
   y << "backup:\n  store: \"" << l.backup_store_url() << "\"\n  key_file: " << l.backup_key_path() << "\n";
   if (!l.backup_credentials_file.empty()) y << "  credentials_file: " << l.backup_credentials_file << "\n";
   y << "  archive: true\n";
+  if (l.from_backup.enabled()) {
+    const auto& f = l.from_backup;
+    y << "# The member that creates the cluster restores this backup instead of running initdb.\n";
+    y << "bootstrap_from_backup:\n  store: \"" << f.store << "\"\n  key_file: " << l.from_backup_key_path() << "\n";
+    if (!f.retired_key_files.empty()) {
+      y << "  retired_key_files:\n";
+      for (const auto& k : f.retired_key_files) y << "    - " << k << "\n";
+    }
+    if (!f.credentials_file.empty()) y << "  credentials_file: " << f.credentials_file << "\n";
+    if (!f.backup_id.empty()) y << "  backup_id: \"" << f.backup_id << "\"\n";
+    if (!f.to_time.empty()) y << "  to_time: \"" << f.to_time << "\"\n";
+    if (!f.to_lsn.empty()) y << "  to_lsn: \"" << f.to_lsn << "\"\n";
+  }
   return y.str();
 }
 
@@ -299,6 +329,13 @@ Status write_deployment_json(const Layout& l) {
          {"ca_cert", l.ca_cert_path()},
          {"portals", portals}};
   j["backups"] = json{{"store", l.backup_store_url()}};
+  if (l.from_backup.enabled()) {
+    j["restored_from"] = json{{"store", l.from_backup.store},
+                              {"backup_id", l.from_backup.backup_id},
+                              {"target", !l.from_backup.to_time.empty()  ? "time " + l.from_backup.to_time
+                                         : !l.from_backup.to_lsn.empty() ? "lsn " + l.from_backup.to_lsn
+                                                                         : std::string("latest")}};
+  }
   return write_file(l.dir + "/deployment.json", j.dump(2) + "\n", 0644);
 }
 

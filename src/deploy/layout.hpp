@@ -36,6 +36,19 @@ struct PortalNode {
   std::string http_url() const;
 };
 
+// Where a deployment made by `tandem up --from-backup` is restored from: another
+// deployment's repository, only ever read. The key (and any retired keys) are copied into
+// the new deployment's secrets; the first member restores instead of running initdb.
+struct BackupSource {
+  std::string store;                           // file:///... or s3://...; never this deployment's own
+  std::string credentials_file;                // S3 credentials for `store`
+  std::vector<std::string> retired_key_files;  // copies in DIR/secrets
+  std::string backup_id;                       // empty: the newest that fits the target
+  std::string to_time;                         // empty (and no to_lsn): latest
+  std::string to_lsn;
+  bool enabled() const { return !store.empty(); }
+};
+
 struct Layout {
   std::string dir;  // absolute
   std::string cluster = "tandem";
@@ -64,6 +77,8 @@ struct Layout {
   std::string backup_credentials_file;  // S3 credentials for backup_store (readable by postgres)
   std::string backup_store_url() const { return backup_store.empty() ? "file://" + dir + "/backups" : backup_store; }
   std::string backup_key_path() const { return secret_path("backup.key"); }
+  BackupSource from_backup;  // empty store: a new deployment bootstraps with initdb
+  std::string from_backup_key_path() const { return secret_path("source-backup.key"); }
   std::vector<std::string> etcd_endpoints() const;
 };
 
