@@ -1,10 +1,15 @@
 #include "storage/http_conn.hpp"
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <algorithm>
 #include <limits>
@@ -29,9 +34,21 @@ struct HttpConnection::Impl {
   std::string port;
   std::chrono::milliseconds connect_timeout;
   std::chrono::milliseconds io_timeout;
+  HttpTls tls;
   asio::io_context ioc;
-  std::optional<beast::tcp_stream> stream;
+  std::optional<asio::ssl::context> ssl_ctx;                       // made on the first TLS connect
+  std::optional<beast::tcp_stream> stream;                         // a plain connection
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls_stream;  // a TLS connection
   beast::flat_buffer buffer;
+
+  bool connected() const { return stream.has_value() || tls_stream.has_value(); }
+  beast::tcp_stream& lowest() { return tls_stream ? beast::get_lowest_layer(*tls_stream) : *stream; }
+  // Calls f with whichever stream is open.
+  template <typename F>
+  beast::error_code with_stream(F&& f) {
+    if (tls_stream) return f(*tls_stream);
+    return f(*stream);
+  }
 
   // Runs one asynchronous operation to completion on our private io_context.
   template <typename Start>
@@ -48,8 +65,50 @@ struct HttpConnection::Impl {
     return make_error(code, "{} {}:{}: {}", what, host, port, ec.message());
   }
 
+  Status make_ssl_context() {
+    if (ssl_ctx) return {};
+    asio::ssl::context ctx(asio::ssl::context::tls_client);
+    SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+    ctx.set_verify_mode(asio::ssl::verify_peer);
+    beast::error_code ec;
+    if (tls.ca_file.empty()) {
+      ctx.set_default_verify_paths(ec);
+      if (ec) return make_error(Errc::io, "cannot load the system's trusted certificates: {}", ec.message());
+    } else {
+      ctx.load_verify_file(tls.ca_file, ec);
+      if (ec) return make_error(Errc::invalid_argument, "cannot read CA file {}: {}", tls.ca_file, ec.message());
+    }
+    ssl_ctx.emplace(std::move(ctx));
+    return {};
+  }
+
+  // TLS on the connected `stream`: SNI and the name (or address) the certificate must carry.
+  Status handshake() {
+    if (auto s = make_ssl_context(); !s) return s;
+    tls_stream.emplace(std::move(*stream), *ssl_ctx);
+    stream.reset();
+    SSL* ssl = tls_stream->native_handle();
+    beast::error_code ec;
+    (void)asio::ip::make_address(host, ec);
+    if (!ec) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str());
+    } else {
+      SSL_set_tlsext_host_name(ssl, host.c_str());
+      SSL_set1_host(ssl, host.c_str());
+    }
+    beast::get_lowest_layer(*tls_stream).expires_after(connect_timeout);
+    ec = run([&](auto handler) { tls_stream->async_handshake(asio::ssl::stream_base::client, handler); });
+    if (!ec) return {};
+    const bool tls_failure = ec.category() == asio::error::get_ssl_category();
+    close();
+    if (!tls_failure) return transport_error("TLS handshake with", ec);
+    return make_error(Errc::permission_denied, "TLS handshake with {}:{} failed: {}{}", host, port, ec.message(),
+                      tls.ca_file.empty() ? " (the system's trust store was used; give a CA file for a private CA)"
+                                          : " (CA file " + tls.ca_file + ")");
+  }
+
   Status connect() {
-    if (stream) return {};
+    if (connected()) return {};
     tcp::resolver resolver(ioc);
     beast::error_code ec;
     auto endpoints = resolver.resolve(host, port, ec);
@@ -63,26 +122,29 @@ struct HttpConnection::Impl {
     }
     stream->socket().set_option(tcp::no_delay(true), ec);
     buffer.clear();
+    if (tls.enabled) return handshake();
     return {};
   }
 
   void close() {
-    if (!stream) return;
+    if (!connected()) return;
     beast::error_code ec;
-    stream->socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream->close();
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().close();
     stream.reset();
+    tls_stream.reset();
     buffer.clear();
   }
 };
 
 HttpConnection::HttpConnection(std::string host, std::string port, std::chrono::milliseconds connect_timeout,
-                               std::chrono::milliseconds io_timeout)
+                               std::chrono::milliseconds io_timeout, HttpTls tls)
     : impl_(std::make_unique<Impl>()) {
   impl_->host = std::move(host);
   impl_->port = std::move(port);
   impl_->connect_timeout = connect_timeout;
   impl_->io_timeout = io_timeout;
+  impl_->tls = std::move(tls);
 }
 
 HttpConnection::~HttpConnection() {
@@ -111,18 +173,21 @@ Result<HttpResponse> HttpConnection::send(std::string_view method, std::string_v
   // A reused keep-alive connection may have been closed by the server while idle; then
   // reconnect once at once. A fresh connection's failure goes back to the caller.
   for (int round = 0; round < 2; ++round) {
-    const bool reused = m.stream.has_value();
+    const bool reused = m.connected();
     if (auto s = m.connect(); !s) return s.error();
 
-    m.stream->expires_after(m.io_timeout);
-    beast::error_code ec = m.run([&](auto handler) { http::async_write(*m.stream, req, handler); });
+    m.lowest().expires_after(m.io_timeout);
+    beast::error_code ec = m.with_stream(
+        [&](auto& stream) { return m.run([&](auto handler) { http::async_write(stream, req, handler); }); });
     http::response_parser<http::buffer_body> parser;
     // Boost 1.74 compares a none limit as "less than everything": use the largest value instead.
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     if (method == "HEAD") parser.skip(true);
     if (!ec) {
-      m.stream->expires_after(m.io_timeout);
-      ec = m.run([&](auto handler) { http::async_read_header(*m.stream, m.buffer, parser, handler); });
+      m.lowest().expires_after(m.io_timeout);
+      ec = m.with_stream([&](auto& stream) {
+        return m.run([&](auto handler) { http::async_read_header(stream, m.buffer, parser, handler); });
+      });
     }
     if (ec) {
       m.close();
@@ -143,8 +208,10 @@ Result<HttpResponse> HttpConnection::send(std::string_view method, std::string_v
     while (!parser.is_done()) {
       parser.get().body().data = chunk.data();
       parser.get().body().size = chunk.size();
-      m.stream->expires_after(m.io_timeout);
-      ec = m.run([&](auto handler) { http::async_read(*m.stream, m.buffer, parser, handler); });
+      m.lowest().expires_after(m.io_timeout);
+      ec = m.with_stream([&](auto& stream) {
+        return m.run([&](auto handler) { http::async_read(stream, m.buffer, parser, handler); });
+      });
       if (ec == http::error::need_buffer) ec = {};
       // Bytes decoded before an error are good: hand them on, so a resumed download
       // continues right after them.

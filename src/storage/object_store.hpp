@@ -68,6 +68,7 @@ struct StoreOptions {
   // and then from the environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
   // AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or the credentials file.
   std::string endpoint;  // "http://127.0.0.1:9000"; default https://s3.<region>.amazonaws.com
+  std::string ca_file;   // https endpoints: PEM CA bundle (also ?ca_file= or AWS_CA_BUNDLE); default: system store
   std::string region;    // default us-east-1
   std::string access_key_id;
   Secret secret_access_key;
@@ -83,7 +84,7 @@ struct StoreOptions {
   std::chrono::milliseconds io_timeout{30000};  // per read/write on the socket
 };
 
-// "file:///abs/dir" or "s3://bucket[/prefix][?endpoint=URL&region=R&style=path|virtual]".
+// "file:///abs/dir" or "s3://bucket[/prefix][?endpoint=URL&region=R&style=path|virtual&ca_file=PATH]".
 Result<std::unique_ptr<ObjectStore>> make_object_store(const std::string& url, const StoreOptions& options = {});
 
 }  // namespace tandem::storage

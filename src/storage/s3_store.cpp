@@ -5,6 +5,8 @@
 #include <random>
 #include <thread>
 
+#include <unistd.h>
+
 #include "storage/digest.hpp"
 #include "storage/s3_xml.hpp"
 
@@ -51,16 +53,14 @@ Result<size_t> fill(const ByteSource& source, std::string& buf, size_t want) {
 S3ObjectStore::S3ObjectStore(S3Config config)
     : config_(std::move(config)),
       conn_(config_.path_style ? config_.host : config_.bucket + "." + config_.host, config_.port,
-            config_.connect_timeout, config_.io_timeout) {}
+            config_.connect_timeout, config_.io_timeout, HttpTls{config_.https, config_.ca_file}) {}
 
 Result<std::unique_ptr<S3ObjectStore>> S3ObjectStore::create(S3Config config) {
   if (config.bucket.empty()) return make_error(Errc::invalid_argument, "S3 store needs a bucket name");
   if (config.host.empty()) return make_error(Errc::invalid_argument, "S3 store needs an endpoint host");
-  if (config.https) {
-    return make_error(Errc::invalid_argument,
-                      "S3 endpoint {}: https is not supported by this build; use an http endpoint (loopback or a "
-                      "TLS-terminating proxy such as stunnel)",
-                      config.host);
+  if (!config.ca_file.empty() && ::access(config.ca_file.c_str(), R_OK) != 0) {
+    return make_error(Errc::invalid_argument, "S3 endpoint {}: cannot read CA file {}: {}", config.host, config.ca_file,
+                      std::strerror(errno));
   }
   if (config.credentials.access_key_id.empty() || config.credentials.secret_access_key.empty()) {
     return make_error(Errc::invalid_argument,

@@ -20,7 +20,8 @@ struct S3Config {
   std::string prefix;  // without leading or trailing '/'; may be empty
   std::string host;    // endpoint host name or address
   std::string port = "443";
-  bool https = false;  // only plain http is implemented (see make_object_store)
+  bool https = false;
+  std::string ca_file;  // https: PEM bundle that verifies the endpoint; empty: the system's trust store
   bool path_style = true;
   std::string region = "us-east-1";
   sigv4::Credentials credentials;

@@ -152,6 +152,7 @@ Result<std::unique_ptr<ObjectStore>> make_s3(const std::string& url, const Store
   std::string endpoint = options.endpoint;
   std::string region = options.region;
   std::optional<bool> path_style = options.path_style;
+  std::string ca_file = options.ca_file;
   std::string_view q = query;
   while (!q.empty()) {
     auto amp = q.find('&');
@@ -170,9 +171,11 @@ Result<std::unique_ptr<ObjectStore>> make_s3(const std::string& url, const Store
         return make_error(Errc::invalid_argument, "'{}': style must be path or virtual", url);
       }
       if (!path_style) path_style = *v == "path";
+    } else if (k == "ca_file") {
+      if (ca_file.empty()) ca_file = *v;
     } else {
-      return make_error(Errc::invalid_argument, "'{}': unknown parameter '{}' (known: endpoint, region, style)", url,
-                        k);
+      return make_error(Errc::invalid_argument,
+                        "'{}': unknown parameter '{}' (known: endpoint, region, style, ca_file)", url, k);
     }
   }
   if (region.empty()) region = env("AWS_REGION");
@@ -186,6 +189,8 @@ Result<std::unique_ptr<ObjectStore>> make_s3(const std::string& url, const Store
   c.host = ep->host;
   c.port = ep->port;
   c.https = ep->https;
+  if (ca_file.empty()) ca_file = env("AWS_CA_BUNDLE");
+  if (c.https) c.ca_file = ca_file;
   c.region = region;
   c.path_style = path_style.value_or(true);
 

@@ -301,5 +301,88 @@ TEST_F(S3StoreTest, SilentServerTimesOut) {
   EXPECT_LT(took, std::chrono::seconds(5));
 }
 
+// The same store over HTTPS: s3rver with a certificate for 127.0.0.1 from a CA of its own.
+class S3TlsStoreTest : public ::testing::Test {
+ protected:
+  // An exception in SetUpTestSuite would only mark the tests skipped: keep it and fail each test.
+  static void SetUpTestSuite() {
+    try {
+      server_ = new testkit::S3Server({"tandem"}, /*https=*/true);
+    } catch (const std::exception& e) {
+      setup_error_ = e.what();
+    }
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(server_, nullptr) << setup_error_; }
+  static StoreOptions options() {
+    StoreOptions o;
+    o.access_key_id = testkit::S3Server::kAccessKey;
+    o.secret_access_key = Secret(testkit::S3Server::kSecretKey);
+    o.retry_base_delay = std::chrono::milliseconds(20);
+    return o;
+  }
+  static std::string url(const std::string& extra = "") {
+    return "s3://tandem/tls?endpoint=" + server_->endpoint() + extra;
+  }
+  static testkit::S3Server* server_;
+  static std::string setup_error_;
+};
+
+testkit::S3Server* S3TlsStoreTest::server_ = nullptr;
+std::string S3TlsStoreTest::setup_error_;
+
+TEST_F(S3TlsStoreTest, HttpsWithTheDeploymentsCaRoundTripsAMultipartObject) {
+  ASSERT_EQ(server_->endpoint().rfind("https://", 0), 0u);
+  auto s = storage::make_object_store(url("&ca_file=" + server_->ca_file()), options());
+  ASSERT_TRUE(s) << s.error().to_string();
+  const std::string big = pseudo_random(12u << 20, 7);  // two parts of 8 MiB
+  ASSERT_TRUE((*s)->put("big", big));
+  auto back = (*s)->get("big");
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_TRUE(*back == big);
+  auto listed = (*s)->list("");
+  ASSERT_TRUE(listed) << listed.error().to_string();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].size, big.size());
+  EXPECT_TRUE((*s)->del("big"));
+}
+
+TEST_F(S3TlsStoreTest, CaFromAwsCaBundleIsUsedWhenTheUrlNamesNone) {
+  ASSERT_EQ(setenv("AWS_CA_BUNDLE", server_->ca_file().c_str(), 1), 0);
+  auto s = storage::make_object_store(url(), options());
+  unsetenv("AWS_CA_BUNDLE");
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_TRUE((*s)->put("k", "v"));
+  EXPECT_EQ((*s)->get("k").value_or(""), "v");
+}
+
+TEST_F(S3TlsStoreTest, AnUntrustedCertificateFailsClosedWithoutRetries) {
+  // The system trust store does not know the test CA: refused, named, not retried.
+  auto s = storage::make_object_store(url(), options());
+  ASSERT_TRUE(s) << s.error().to_string();
+  auto r = (*s)->put("k", "v");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::permission_denied) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("certificate verify failed"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(std::to_string(server_->port())), std::string::npos) << r.error().message;
+  EXPECT_EQ(dynamic_cast<storage::S3ObjectStore*>(s->get())->retries(), 0);
+  EXPECT_FALSE(storage::make_object_store(url("&ca_file=/nonexistent/ca.pem"), options()));
+}
+
+TEST_F(S3TlsStoreTest, ACertificateForAnotherNameIsRefused) {
+  // Same CA, but we reach the server as "localhost": the certificate names only 127.0.0.1.
+  std::string endpoint = server_->endpoint();
+  endpoint.replace(endpoint.find("127.0.0.1"), 9, "localhost");
+  auto s =
+      storage::make_object_store("s3://tandem/tls?endpoint=" + endpoint + "&ca_file=" + server_->ca_file(), options());
+  ASSERT_TRUE(s) << s.error().to_string();
+  auto r = (*s)->get("k");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::permission_denied) << r.error().to_string();
+}
+
 }  // namespace
 }  // namespace tandem

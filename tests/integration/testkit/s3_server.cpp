@@ -65,7 +65,7 @@ std::string S3Server::node_path() {
   return {};
 }
 
-S3Server::S3Server(std::vector<std::string> buckets) {
+S3Server::S3Server(std::vector<std::string> buckets, bool https) : https_(https) {
   const std::string node = node_path();
   if (node.empty()) throw std::runtime_error("S3Server: `node` is not on PATH (install nodejs)");
   const std::string script = script_path();
@@ -83,6 +83,27 @@ S3Server::S3Server(std::vector<std::string> buckets) {
   for (const auto& b : buckets) {
     o.argv.push_back("--bucket");
     o.argv.push_back(b);
+  }
+  if (https_) {
+    // A CA and a server certificate for 127.0.0.1, with the openssl command line tool.
+    const std::string d = dir_.path();
+    const std::vector<std::vector<std::string>> steps = {
+        {"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+         "-subj", "/CN=tandem test S3 CA", "-keyout", d + "/ca.key", "-out", d + "/ca.crt"},
+        {"/usr/bin/openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", d + "/server.key", "-out", d + "/server.csr"},
+        {"/usr/bin/openssl", "x509", "-req", "-in", d + "/server.csr", "-CA", d + "/ca.crt", "-CAkey", d + "/ca.key",
+         "-CAcreateserial", "-days", "2", "-extfile", d + "/san.ext", "-out", d + "/server.crt"},
+    };
+    std::ofstream(d + "/san.ext") << "subjectAltName = IP:127.0.0.1\n";
+    for (const auto& argv : steps) {
+      auto r = run({.argv = argv}, std::chrono::seconds(30));
+      if (!r || !r->status.ok()) {
+        throw std::runtime_error("S3Server: " + argv[0] + " " + argv[1] +
+                                 " failed: " + (r ? r->output : r.error().to_string()));
+      }
+    }
+    o.argv.insert(o.argv.end(), {"--key", d + "/server.key", "--cert", d + "/server.crt"});
   }
   o.output_file = log_path();
   o.parent_death_signal = SIGTERM;

@@ -24,14 +24,17 @@ class S3Server {
   static constexpr const char* kAccessKey = "S3RVER";
   static constexpr const char* kSecretKey = "S3RVER";
 
-  // Starts the server with these buckets and waits until it answers HTTP.
-  explicit S3Server(std::vector<std::string> buckets = {"tandem"});
+  // Starts the server with these buckets and waits until it answers HTTP. With `https`,
+  // it serves HTTPS with a certificate for 127.0.0.1 signed by a CA made for it (ca_file()).
+  explicit S3Server(std::vector<std::string> buckets = {"tandem"}, bool https = false);
   ~S3Server();
   S3Server(const S3Server&) = delete;
   S3Server& operator=(const S3Server&) = delete;
 
   int port() const { return port_; }
-  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string endpoint() const { return (https_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_); }
+  // https: the CA certificate that verifies the server (PEM).
+  std::string ca_file() const { return dir_.sub("ca.crt"); }
   std::string data_dir() const { return dir_.sub("data"); }
   std::string log_path() const { return dir_.sub("s3rver.log"); }
   pid_t pid() const { return pid_; }
@@ -45,6 +48,7 @@ class S3Server {
   TempDir dir_{"tandem-s3"};
   int port_ = 0;
   pid_t pid_ = -1;
+  bool https_ = false;
 };
 
 }  // namespace tandem::testkit
