@@ -256,7 +256,15 @@ int run_up(const UpOptions& o) {
     if (std::chrono::steady_clock::now() > deadline) {
       std::cerr << fmt::format("tandem up: the deployment was not ready within {} s ({}); logs are in {}/logs\n",
                                o.timeout_s, status, layout.dir);
-      if (!o.detach) stop_all(layout);
+      // A restore that never produced a leader leaves nothing running, even with --detach.
+      const bool restore_failed = source.has_value() && status == "waiting for a leader";
+      if (restore_failed) {
+        for (const auto& m : layout.members) {
+          std::cerr << fmt::format("the end of {}'s log ({}):\n", m.name, layout.log_path(m.name));
+          print_tail(layout.log_path(m.name), 12);
+        }
+      }
+      if (!o.detach || restore_failed) stop_all(layout);
       return 1;
     }
     if (stop_requested(stop_set, std::chrono::milliseconds(200))) {
