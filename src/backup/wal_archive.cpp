@@ -8,8 +8,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
+#include "backup/wal_spool.hpp"
 #include "storage/digest.hpp"
 
 namespace tandem::backup {
@@ -18,29 +20,182 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Result<std::string> read_whole_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    Errc code = errno == ENOENT ? Errc::not_found : Errc::io;
-    return make_error(code, "cannot open {}: {}", path, std::strerror(errno));
+constexpr size_t kBlock = 1u << 20;
+
+// Hands out a file's or a buffer's bytes in blocks of up to kBlock, from the start again
+// after rewind(). Owned by one push; not thread-safe.
+class BlockReader {
+ public:
+  virtual ~BlockReader() = default;
+  // The next block; empty at the end.
+  virtual Result<std::string_view> next() = 0;
+  virtual Status rewind() = 0;
+};
+
+class FileReader final : public BlockReader {
+ public:
+  ~FileReader() override {
+    if (fd_ >= 0) ::close(fd_);
   }
-  std::string out;
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return make_error(Errc::io, "cannot read {}: {}", path, std::strerror(err));
+  Status open(const std::string& path) {
+    path_ = path;
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) {
+      Errc code = errno == ENOENT ? Errc::not_found : Errc::io;
+      return make_error(code, "cannot open {}: {}", path, std::strerror(errno));
     }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+    buf_.resize(kBlock);
+    return {};
   }
-  ::close(fd);
-  return out;
+  Result<std::string_view> next() override {
+    size_t have = 0;
+    while (have < buf_.size()) {
+      ssize_t n = ::read(fd_, buf_.data() + have, buf_.size() - have);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return make_error(Errc::io, "cannot read {}: {}", path_, std::strerror(errno));
+      if (n == 0) break;
+      have += static_cast<size_t>(n);
+    }
+    return std::string_view(buf_.data(), have);
+  }
+  Status rewind() override {
+    if (::lseek(fd_, 0, SEEK_SET) != 0) return make_error(Errc::io, "cannot seek {}: {}", path_, std::strerror(errno));
+    return {};
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::string buf_;
+};
+
+class BytesReader final : public BlockReader {
+ public:
+  explicit BytesReader(std::string_view data) : data_(data) {}
+  Result<std::string_view> next() override {
+    auto b = data_.substr(pos_, std::min(kBlock, data_.size() - pos_));
+    pos_ += b.size();
+    return b;
+  }
+  Status rewind() override {
+    pos_ = 0;
+    return {};
+  }
+
+ private:
+  std::string_view data_;
+  size_t pos_ = 0;
+};
+
+// Compares the archived object `key` with the reader's bytes, streaming both; hashes the
+// local bytes into `sha` on the way when given. True when identical.
+Result<bool> same_as_stored(storage::ObjectStore& store, const storage::Keyring& keyring, const std::string& name,
+                            const std::string& key, BlockReader& reader, storage::Sha256Stream* sha) {
+  if (auto s = reader.rewind(); !s) return s.error();
+  std::string_view cur;
+  bool differs = false;
+  std::optional<Error> read_error;
+  auto next_block = [&]() -> bool {
+    auto b = reader.next();
+    if (!b) {
+      read_error = b.error();
+      return false;
+    }
+    cur = *b;
+    if (sha != nullptr) sha->update(cur);
+    return true;
+  };
+  auto unseal = storage::UnsealReader::create(
+      keyring,
+      [&](std::string_view b) -> Status {
+        while (!b.empty()) {
+          if (cur.empty()) {
+            if (!next_block()) return *read_error;
+            if (cur.empty()) differs = true;  // the stored copy is longer
+          }
+          size_t k = std::min(cur.size(), b.size());
+          if (differs || std::memcmp(cur.data(), b.data(), k) != 0) {
+            differs = true;
+            return make_error(Errc::conflict, "differs");
+          }
+          cur.remove_prefix(k);
+          b.remove_prefix(k);
+        }
+        return {};
+      },
+      key);
+  Status s = store.get_stream(key, [&](std::string_view b) { return unseal->write(b); });
+  if (s) s = unseal->finish();  // opens the final chunk, which also reaches the sink
+  if (read_error) return *read_error;
+  if (differs) return false;
+  if (!s)
+    return make_error(s.error().code,
+                      "WAL file {} is already in {} but cannot be opened to compare ({}); not overwriting it", name,
+                      store.url(), s.error().message);
+  if (!cur.empty()) return false;  // the local file is longer
+  if (!next_block()) return *read_error;
+  return cur.empty();
+}
+
+// Seals the reader's bytes into `key` as one streamed put; hashes them into `sha` when given.
+Status seal_into_store(storage::ObjectStore& store, const storage::Kek& kek, const std::string& key,
+                       BlockReader& reader, const storage::SealOptions& seal, storage::Sha256Stream* sha) {
+  if (auto s = reader.rewind(); !s) return s;
+  std::string pending;  // sealed bytes not yet handed to the store
+  size_t pos = 0;
+  bool done = false;
+  auto writer = storage::SealWriter::create(
+      kek,
+      [&pending](std::string_view b) {
+        pending.append(b);
+        return Status{};
+      },
+      key, seal);
+  if (!writer) return writer.error();
+  auto& w = **writer;
+  auto source = [&](char* buf, size_t cap) -> Result<size_t> {
+    while (pos == pending.size() && !done) {
+      pending.clear();
+      pos = 0;
+      auto block = reader.next();
+      if (!block) return block.error();
+      if (block->empty()) {
+        if (auto s = w.finish(); !s) return s.error();
+        done = true;
+      } else {
+        if (sha != nullptr) sha->update(*block);
+        if (auto s = w.write(*block); !s) return s.error();
+      }
+    }
+    size_t n = std::min(cap, pending.size() - pos);
+    std::memcpy(buf, pending.data() + pos, n);
+    pos += n;
+    return n;
+  };
+  return store.put_stream(key, source);
+}
+
+// The archive rules for one file: compare with an archived copy, or seal and store.
+Result<PushOutcome> push_from(storage::ObjectStore& store, const storage::Keyring& keyring, const std::string& name,
+                              BlockReader& reader, const storage::SealOptions& seal, storage::Sha256Stream* sha) {
+  if (!classify_wal_file(name))
+    return make_error(Errc::invalid_argument, "'{}' is not the name of a WAL segment or history file", name);
+  std::string key = wal_key(name);
+  auto existing = store.head(key);
+  if (!existing) return existing.error();
+  if (existing->has_value()) {
+    auto same = same_as_stored(store, keyring, name, key, reader, sha);
+    if (!same) return same.error();
+    if (*same) return PushOutcome::already_archived;
+    return make_error(Errc::conflict,
+                      "WAL file {} is already archived in {} with different content ({} bytes stored, sealed); "
+                      "refusing to overwrite it: is another cluster archiving into the same store?",
+                      name, store.url(), (*existing)->size);
+  }
+  if (auto s = seal_into_store(store, keyring.active(), key, reader, seal, sha); !s)
+    return make_error(s.error().code, "archiving WAL file {} to {} failed: {}", name, store.url(), s.error().message);
+  return PushOutcome::stored;
 }
 
 Status fsync_dir(const std::string& dir) {
@@ -53,8 +208,8 @@ Status fsync_dir(const std::string& dir) {
   return {};
 }
 
-// Writes `data` to `path` through a temporary in the same directory; fsyncs when asked.
-Status write_file_atomic(const std::string& path, std::string_view data, bool durable) {
+// Writes `data` to `path` through a temporary in the same directory, fsynced.
+Status write_file_durable(const std::string& path, std::string_view data) {
   std::string tmp = path + ".tandem-tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return make_error(Errc::io, "cannot create {}: {}", tmp, std::strerror(errno));
@@ -70,7 +225,7 @@ Status write_file_atomic(const std::string& path, std::string_view data, bool du
     }
     off += static_cast<size_t>(n);
   }
-  if (durable && ::fsync(fd) != 0) {
+  if (::fsync(fd) != 0) {
     int err = errno;
     ::close(fd);
     ::unlink(tmp.c_str());
@@ -82,17 +237,11 @@ Status write_file_atomic(const std::string& path, std::string_view data, bool du
     ::unlink(tmp.c_str());
     return make_error(Errc::io, "cannot rename {} to {}: {}", tmp, path, std::strerror(err));
   }
-  if (durable) return fsync_dir(fs::path(path).parent_path().string());
-  return {};
+  return fsync_dir(fs::path(path).parent_path().string());
 }
 
 std::string base_name(const std::string& path) {
   return fs::path(path).filename().string();
-}
-
-// The spool entry for `name` holds the SHA-256 (hex) of the bytes read-ahead stored.
-std::string spool_entry(const std::string& spool_dir, const std::string& name) {
-  return spool_dir + "/" + name;
 }
 
 // Segments PostgreSQL marked ready after `current`, oldest first, at most `limit`.
@@ -116,6 +265,7 @@ void prune_spool(const std::string& spool_dir, const std::string& wal_dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(spool_dir, ec)) {
     std::string name = e.path().filename().string();
+    if (!classify_wal_file(name)) continue;  // the lock, markers, temporaries
     if (fs::exists(wal_dir + "/archive_status/" + name + ".ready", ec)) continue;
     fs::remove(e.path(), ec);
   }
@@ -127,37 +277,38 @@ const char* to_string(PushOutcome o) {
   switch (o) {
     case PushOutcome::stored: return "stored";
     case PushOutcome::already_archived: return "already archived (identical)";
-    case PushOutcome::from_spool: return "stored earlier by read-ahead";
+    case PushOutcome::from_spool: return "stored earlier by the archiver or read-ahead";
   }
   return "?";
 }
 
+Result<std::string> file_sha256(const std::string& path) {
+  FileReader reader;
+  if (auto s = reader.open(path); !s) return s.error();
+  storage::Sha256Stream sha;
+  for (;;) {
+    auto b = reader.next();
+    if (!b) return b.error();
+    if (b->empty()) break;
+    sha.update(*b);
+  }
+  return storage::to_hex(sha.finish());
+}
+
+Result<PushedFile> push_wal_path(storage::ObjectStore& store, const storage::Keyring& keyring, const std::string& path,
+                                 const storage::SealOptions& seal, bool hash) {
+  FileReader reader;
+  if (auto s = reader.open(path); !s) return s.error();
+  storage::Sha256Stream sha;
+  auto outcome = push_from(store, keyring, base_name(path), reader, seal, hash ? &sha : nullptr);
+  if (!outcome) return outcome.error();
+  return PushedFile{*outcome, hash ? storage::to_hex(sha.finish()) : std::string()};
+}
+
 Result<PushOutcome> push_wal_bytes(storage::ObjectStore& store, const storage::Keyring& keyring,
                                    const std::string& name, std::string_view data, const storage::SealOptions& seal) {
-  if (!classify_wal_file(name))
-    return make_error(Errc::invalid_argument, "'{}' is not the name of a WAL segment or history file", name);
-  std::string key = wal_key(name);
-  auto existing = store.head(key);
-  if (!existing) return existing.error();
-  if (existing->has_value()) {
-    auto sealed = store.get(key);
-    if (!sealed) return sealed.error();
-    auto plain = storage::unseal(keyring, *sealed, key);
-    if (!plain)
-      return make_error(plain.error().code,
-                        "WAL file {} is already in {} but cannot be opened to compare ({}); not overwriting it", name,
-                        store.url(), plain.error().message);
-    if (*plain == data) return PushOutcome::already_archived;
-    return make_error(Errc::conflict,
-                      "WAL file {} is already archived in {} with different content ({} bytes stored, {} bytes "
-                      "local); refusing to overwrite it: is another cluster archiving into the same store?",
-                      name, store.url(), plain->size(), data.size());
-  }
-  auto sealed = storage::seal(keyring.active(), data, key, seal);
-  if (!sealed) return sealed.error();
-  if (auto s = store.put(key, *sealed); !s)
-    return make_error(s.error().code, "archiving WAL file {} to {} failed: {}", name, store.url(), s.error().message);
-  return PushOutcome::stored;
+  BytesReader reader(data);
+  return push_from(store, keyring, name, reader, seal, nullptr);
 }
 
 Result<PushResult> push_wal_file(Repo& repo, const std::string& path, const PushOptions& options) {
@@ -166,34 +317,60 @@ Result<PushResult> push_wal_file(Repo& repo, const std::string& path, const Push
     return make_error(Errc::invalid_argument, "'{}' is not the name of a WAL segment or history file", name);
   const fs::path parent = fs::path(path).parent_path();
   const std::string wal_dir = parent.empty() ? std::string(".") : parent.string();
-  // Read-ahead only inside a real pg_wal (with archive_status), never for a file elsewhere.
-  std::error_code status_ec;
-  bool read_ahead = !options.spool_dir.empty() && options.parallel > 1 && parse_segment_name(name).has_value() &&
-                    fs::is_directory(wal_dir + "/archive_status", status_ec);
-
-  auto data = read_whole_file(path);
-  if (!data) return data.error();
-
+  const std::string& spool = options.spool_dir;
+  const std::string& url = repo.config().store_url;
   PushResult result;
-  if (read_ahead) {
-    auto recorded = read_whole_file(spool_entry(options.spool_dir, name));
-    if (recorded && *recorded == storage::sha256_hex(*data)) {
-      std::error_code ec;
-      fs::remove(spool_entry(options.spool_dir, name), ec);
+
+  // Stored ahead of us (archiver or read-ahead)? Only a matching entry counts.
+  std::string sha;
+  auto acknowledged = [&]() -> Result<bool> {
+    std::error_code ec;
+    if (!fs::exists(spool + "/" + name, ec)) return false;
+    if (sha.empty()) {
+      auto h = file_sha256(path);
+      if (!h) return h.error();
+      sha = *h;
+    }
+    if (!spool_entry_matches(spool, name, sha, url)) return false;
+    // A running archiver drops the entry once PostgreSQL marked the file done; dropping it
+    // here, before PostgreSQL does, would make the archiver push the file once more.
+    if (!spool_archiver_running(spool)) remove_spool_entry(spool, name);
+    return true;
+  };
+  bool archiver = false;
+  if (!spool.empty()) {
+    auto ack = acknowledged();
+    if (!ack) return ack.error();
+    if (*ack) {
       result.outcome = PushOutcome::from_spool;
       return result;
     }
+    archiver = spool_archiver_running(spool);
+    if (archiver && spool_marker_exists(spool, name)) {
+      result.waited_for_archiver = true;
+      wait_for_spool_marker(spool, name, options.archiver_wait);
+      ack = acknowledged();
+      if (!ack) return ack.error();
+      if (*ack) {
+        result.outcome = PushOutcome::from_spool;
+        return result;
+      }
+    }
   }
 
+  // Read-ahead only without an archiver, and only inside a real pg_wal.
+  std::error_code status_ec;
+  bool read_ahead = !spool.empty() && !archiver && options.parallel > 1 && parse_segment_name(name).has_value() &&
+                    fs::is_directory(wal_dir + "/archive_status", status_ec);
   std::vector<std::string> extra;
   if (read_ahead) {
     std::error_code ec;
-    fs::create_directories(options.spool_dir, ec);
+    fs::create_directories(spool, ec);
     if (!ec) {
-      prune_spool(options.spool_dir, wal_dir);
+      prune_spool(spool, wal_dir);
       for (auto& n : ready_after(wal_dir, name, static_cast<size_t>(options.parallel) * 2)) {
         if (extra.size() + 1 >= static_cast<size_t>(options.parallel)) break;
-        if (!fs::exists(spool_entry(options.spool_dir, n), ec)) extra.push_back(n);
+        if (!fs::exists(spool + "/" + n, ec)) extra.push_back(n);
       }
     }
   }
@@ -206,17 +383,15 @@ Result<PushResult> push_wal_file(Repo& repo, const std::string& path, const Push
     threads.emplace_back([&, i] {
       auto store = repo.open_store();
       if (!store) return;
-      auto bytes = read_whole_file(wal_dir + "/" + extra[i]);
-      if (!bytes) return;
-      auto pushed = push_wal_bytes(**store, repo.keyring(), extra[i], *bytes, options.seal);
+      auto pushed = push_wal_path(**store, repo.keyring(), wal_dir + "/" + extra[i], options.seal);
       if (!pushed) return;
-      done[i] = write_file_atomic(spool_entry(options.spool_dir, extra[i]), storage::sha256_hex(*bytes), false).ok();
+      done[i] = write_spool_entry(spool, extra[i], pushed->sha256, url).ok();
     });
   }
-  auto pushed = push_wal_bytes(repo.store(), repo.keyring(), name, *data, options.seal);
+  auto pushed = push_wal_path(repo.store(), repo.keyring(), path, options.seal, false);
   for (auto& t : threads) t.join();
   if (!pushed) return pushed.error();
-  result.outcome = *pushed;
+  result.outcome = pushed->outcome;
   result.read_ahead = static_cast<int>(std::count(done.begin(), done.end(), 1));
   return result;
 }
@@ -226,7 +401,7 @@ Status fetch_wal_file(Repo& repo, const std::string& name, const std::string& de
     return make_error(Errc::invalid_argument, "'{}' is not the name of a WAL segment or history file", name);
   auto plain = repo.get_unsealed(wal_key(name));
   if (!plain) return plain.error();
-  return write_file_atomic(dest_path, *plain, true);
+  return write_file_durable(dest_path, *plain);
 }
 
 Result<std::set<std::string>> list_archived_wal(storage::ObjectStore& store) {

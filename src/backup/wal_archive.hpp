@@ -3,7 +3,9 @@
 // (restore_command) do, plus the listing that restore uses to check the WAL chain.
 //
 // Guarantees:
-//  * push returns success only after the object is durably stored (ObjectStore::put);
+//  * push returns success only after the object is durably stored (ObjectStore::put), or
+//    when a spool entry (wal_spool.hpp) written after such a store names exactly this
+//    content (SHA-256) and this store;
 //  * pushing a file whose archived copy is identical succeeds (PostgreSQL retries after a
 //    crash); a different file under the same name is refused with Errc::conflict naming
 //    the file and the store;
@@ -12,14 +14,18 @@
 //    make PostgreSQL stop instead of ending recovery early. The destination is written to
 //    a temporary file and renamed into place only after the whole object verified.
 //
-// Read-ahead (optional): while pushing the segment PostgreSQL asked for, push up to
-// `parallel - 1` further segments that PostgreSQL already marked ready
-// (pg_wal/archive_status/*.ready), each on its own thread and store connection, and
-// record each in a spool directory as "<name>" containing the SHA-256 of what was stored.
-// When PostgreSQL later asks for such a segment, push succeeds at once if the file still
-// has that hash. A lost or stale spool entry only costs a normal (idempotent) push.
+// A push reads the file once, in 1 MiB blocks: each block is hashed (SHA-256), compressed
+// and sealed, and the sealed stream goes straight into the store (no whole-file buffers).
+// Comparing with an archived copy streams and opens it block by block in the same way.
+//
+// Ahead of PostgreSQL: an AsyncArchiver (async_archiver.hpp) pushes ready files in the
+// background and records spool entries; push_wal_file then acknowledges them at once, and
+// waits (bounded) for a file the archiver is pushing right now instead of pushing it too.
+// Without a running archiver, read-ahead (optional) pushes up to `parallel - 1` further
+// ready segments on threads joined before returning, recorded in the same spool.
 //
 // All functions block and run on the caller's thread (plus read-ahead threads they join).
+#include <chrono>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -31,31 +37,51 @@
 
 namespace tandem::backup {
 
+// zstd level 1, 1 MiB chunks: WAL compresses ~4x at level 1 and the push stays cheap.
+inline constexpr storage::SealOptions kWalSealOptions{
+    .chunk_size = 1u << 20, .compress = true, .zstd_level = 1, .zstd_workers = 0};
+
 struct PushOptions {
-  std::string spool_dir;  // where read-ahead results are recorded; empty disables read-ahead
-  int parallel = 4;       // files pushed at once, the requested one included
-  storage::SealOptions seal{.chunk_size = 1u << 20, .compress = true, .zstd_level = 1, .zstd_workers = 0};
+  std::string spool_dir;  // spool entries and read-ahead; empty disables both
+  int parallel = 4;       // files pushed at once when no archiver runs, the requested one included
+  std::chrono::milliseconds archiver_wait{60000};  // longest wait for a push the archiver is doing
+  storage::SealOptions seal = kWalSealOptions;
 };
 
 enum class PushOutcome {
   stored,            // sealed and stored now
   already_archived,  // an identical copy was in the store
-  from_spool,        // stored earlier by read-ahead, content verified against the spool entry
+  from_spool,        // stored earlier (archiver or read-ahead), content verified against the spool entry
 };
 const char* to_string(PushOutcome o);
 
 struct PushResult {
   PushOutcome outcome = PushOutcome::stored;
   int read_ahead = 0;  // further files stored by read-ahead during this call
+  bool waited_for_archiver = false;
 };
 
 // Archives the file at `path` (pg_wal/<name> as PostgreSQL passes %p) under wal/<name>.
 Result<PushResult> push_wal_file(Repo& repo, const std::string& path, const PushOptions& options = {});
 
+// A file pushed from disk: what happened, and the SHA-256 (hex) of the bytes pushed (or compared).
+struct PushedFile {
+  PushOutcome outcome = PushOutcome::stored;
+  std::string sha256;
+};
+
+// Pushes the file at `path` as wal/<its name> on `store` (identical/conflict rules above),
+// hashing the bytes on the same pass when `hash` (PushedFile::sha256 stays empty otherwise).
+Result<PushedFile> push_wal_path(storage::ObjectStore& store, const storage::Keyring& keyring, const std::string& path,
+                                 const storage::SealOptions& seal = kWalSealOptions, bool hash = true);
+
 // Stores `data` as wal/<name> on `store`, with the identical/conflict rules above.
 Result<PushOutcome> push_wal_bytes(storage::ObjectStore& store, const storage::Keyring& keyring,
                                    const std::string& name, std::string_view data,
-                                   const storage::SealOptions& seal = {});
+                                   const storage::SealOptions& seal = kWalSealOptions);
+
+// SHA-256 (hex) of a file, read in blocks.
+Result<std::string> file_sha256(const std::string& path);
 
 // Restores wal/<name> to `dest_path` (temporary file + fsync + rename). Errc::not_found
 // only when the object does not exist.

@@ -8,11 +8,19 @@
 //   mistaking it for the end of the archive. With --standby (a streaming standby's
 //   restore_command), an unreachable store is reported as 1 so the standby keeps
 //   streaming from its upstream.
+//
+// `tandem wal-archiver` runs an AsyncArchiver in the foreground until SIGTERM/SIGINT, for
+// a PostgreSQL that no agent supervises (the agent runs one itself while it leads).
+#include <malloc.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <iostream>
 #include <memory>
 
+#include "backup/async_archiver.hpp"
 #include "backup/wal_archive.hpp"
+#include "base/log.hpp"
 #include "cli/commands.hpp"
 #include "cli/repo_options.hpp"
 
@@ -21,6 +29,14 @@ namespace tandem::cli {
 namespace {
 
 constexpr int kFetchMissing = 1;
+
+// A push allocates a few 1 MiB buffers (file blocks, seal chunks, store writes) and zstd's
+// tables. Left to glibc, each is a fresh mmap: thousands of page faults per segment, which
+// cost more than the compression on a virtual machine. Keep them in the heap for reuse.
+void keep_buffers_in_heap() {
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
 constexpr int kFetchAbort = 200;
 
 struct PushArgs {
@@ -31,6 +47,13 @@ struct PushArgs {
   bool verbose = false;
 };
 
+struct ArchiverArgs {
+  RepoOptions repo;
+  std::string data_dir;
+  std::string spool_dir;
+  int workers = 2;
+};
+
 struct FetchArgs {
   RepoOptions repo;
   std::string name;
@@ -39,6 +62,7 @@ struct FetchArgs {
 };
 
 int run_push(const PushArgs& a) {
+  keep_buffers_in_heap();
   auto rc = resolve_repo_config(a.repo);
   if (!rc) {
     std::cerr << "tandem wal-push: " << rc.error().message << "\n";
@@ -62,7 +86,52 @@ int run_push(const PushArgs& a) {
   }
   if (a.verbose)
     std::cerr << "tandem wal-push: " << a.path << ": " << backup::to_string(r->outcome) << " in " << (*repo)->url()
-              << (r->read_ahead > 0 ? fmt::format(" (+{} read ahead)", r->read_ahead) : "") << "\n";
+              << (r->read_ahead > 0 ? fmt::format(" (+{} read ahead)", r->read_ahead) : "")
+              << (r->waited_for_archiver ? " (waited for the archiver)" : "") << "\n";
+  return 0;
+}
+
+int run_archiver(const ArchiverArgs& a) {
+  keep_buffers_in_heap();
+  auto rc = resolve_repo_config(a.repo);
+  if (!rc) {
+    std::cerr << "tandem wal-archiver: " << rc.error().message << "\n";
+    return 2;
+  }
+  backup::ArchiverOptions o;
+  o.repo = *rc;
+  o.data_dir = a.data_dir;
+  o.spool_dir = a.spool_dir;
+  o.workers = std::max(1, a.workers);
+  if (!a.repo.config.empty() || !a.repo.dir.empty()) {
+    if (auto cfg = resolve_agent_config(a.repo)) {
+      if (o.data_dir.empty()) o.data_dir = cfg->data_dir;
+      if (o.spool_dir.empty()) o.spool_dir = cfg->run_dir + "/wal-push-spool";
+      o.owner = cfg->run_as;
+    }
+  }
+  if (o.data_dir.empty() || o.spool_dir.empty()) {
+    std::cerr << "tandem wal-archiver: give --pgdata and --spool-dir (or --config)\n";
+    return 2;
+  }
+  log::init("wal-archiver");
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before the threads start: only sigwait sees them
+  backup::AsyncArchiver archiver(std::move(o));
+  if (auto s = archiver.start(); !s) {
+    std::cerr << "tandem wal-archiver: " << s.error().message << "\n";
+    return 1;
+  }
+  archiver.set_active(true);
+  int sig = 0;
+  sigwait(&set, &sig);
+  archiver.stop();
+  auto st = archiver.stats();
+  spdlog::info("WAL archiver: stopped after {} stored, {} already archived, {} failed pushes", st.stored, st.identical,
+               st.failed);
   return 0;
 }
 
@@ -103,6 +172,16 @@ void add_wal(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners) 
   p->add_option("--spool-dir", push->spool_dir, "Where read-ahead is recorded (default RUN_DIR/wal-push-spool)");
   p->add_flag("--verbose,-v", push->verbose, "Say what was done");
   runners.emplace_back(p, [push] { return run_push(*push); });
+
+  auto arch = std::make_shared<ArchiverArgs>();
+  auto* w = app.add_subcommand("wal-archiver",
+                               "Push ready WAL files in the background ahead of archive_command (wal-push then "
+                               "acknowledges them at once); runs until SIGTERM");
+  add_repo_options(w, arch->repo);
+  w->add_option("--pgdata", arch->data_dir, "PostgreSQL data directory (default: the agent config's)");
+  w->add_option("--spool-dir", arch->spool_dir, "The spool wal-push uses (default RUN_DIR/wal-push-spool)");
+  w->add_option("--workers", arch->workers, "Files pushed at once (default 2)");
+  runners.emplace_back(w, [arch] { return run_archiver(*arch); });
 
   auto fetch = std::make_shared<FetchArgs>();
   auto* f = app.add_subcommand("wal-fetch",

@@ -1,0 +1,102 @@
+#pragma once
+// AsyncArchiver: pushes the WAL files PostgreSQL marked ready (pg_wal/archive_status/
+// *.ready) into the repository in the background, several at once, ahead of PostgreSQL's
+// archive_command, and records each durable store in the wal-push spool (wal_spool.hpp).
+// archive_command (`tandem wal-push`) then acknowledges such a file at once when the spool
+// entry names the same content (SHA-256) and store, and waits for a file the archiver is
+// pushing right now; anything else it pushes itself, as without an archiver. So the
+// archive guarantees stay those of wal_archive.hpp, while PostgreSQL's one-file-at-a-time
+// archiver no longer waits for compression, encryption and the store per file.
+//
+// It only pushes while active (the agent activates it while it leads and PostgreSQL runs
+// as primary, so a demoted member never pushes what PostgreSQL itself would not), oldest
+// first with timeline history files before segments, like PostgreSQL. It learns of new
+// .ready files from inotify and also rescans the directory every `rescan`. A failed push is
+// logged and retried after `retry_delay`; meanwhile archive_command reports the error.
+//
+// Threads: one watcher thread and `workers` push threads, each with its own store
+// connection (the keyring is shared, read-only). Owned by `tandem agent` (or the
+// standalone `tandem wal-archiver`); start(), set_active() and stop() may be called from
+// any thread. One archiver per spool: start() fails while another process holds its lock.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backup/repo.hpp"
+#include "backup/wal_archive.hpp"
+#include "backup/wal_spool.hpp"
+#include "base/result.hpp"
+
+namespace tandem::backup {
+
+struct ArchiverOptions {
+  std::string data_dir;   // PostgreSQL data directory (pg_wal/ and pg_wal/archive_status/)
+  std::string spool_dir;  // RUN_DIR/wal-push-spool, the one archive_command uses
+  std::string owner;      // OS user that archive_command runs as (gets the spool); empty = ours
+  RepoConfig repo;
+  int workers = 2;
+  storage::SealOptions seal = kWalSealOptions;
+  std::chrono::milliseconds rescan{1000};
+  std::chrono::milliseconds retry_delay{5000};
+};
+
+struct ArchiverStats {
+  uint64_t stored = 0;     // files sealed and stored
+  uint64_t identical = 0;  // files already archived with the same content
+  uint64_t failed = 0;     // failed pushes (each retried later)
+};
+
+class AsyncArchiver {
+ public:
+  explicit AsyncArchiver(ArchiverOptions options);
+  ~AsyncArchiver();  // stop()
+  AsyncArchiver(const AsyncArchiver&) = delete;
+  AsyncArchiver& operator=(const AsyncArchiver&) = delete;
+
+  // Opens the repository (keys, one store connection per worker), creates and locks the
+  // spool, clears markers a crashed archiver left, and starts the threads (inactive).
+  Status start();
+  // Pushes only while active; deactivating drops the queue (pushes in flight complete).
+  void set_active(bool active);
+  // Stops and joins every thread; pushes in flight complete first.
+  void stop();
+
+  ArchiverStats stats() const;
+
+ private:
+  struct Order {  // history files first, then by name (= by timeline and position)
+    bool operator()(const std::string& a, const std::string& b) const;
+  };
+  void watch_loop();
+  void worker_loop(storage::ObjectStore* store);
+  void scan();
+  void push_one(storage::ObjectStore& store, const std::string& name);
+  std::string status_dir() const { return opts_.data_dir + "/pg_wal/archive_status"; }
+
+  ArchiverOptions opts_;
+  std::unique_ptr<Repo> repo_;
+  std::vector<std::unique_ptr<storage::ObjectStore>> stores_;  // one per worker
+  SpoolLock lock_;
+  int wake_fd_ = -1;  // eventfd: wakes the watcher on stop()
+  std::atomic<bool> active_{false};
+  std::atomic<bool> stop_{false};
+  std::thread watcher_;
+  std::vector<std::thread> workers_;
+
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  std::set<std::string, Order> queue_;                                     // ready, waiting for a worker
+  std::set<std::string> busy_;                                             // being pushed
+  std::map<std::string, std::chrono::steady_clock::time_point> retry_at_;  // failed: not before
+  ArchiverStats stats_;
+};
+
+}  // namespace tandem::backup

@@ -1,0 +1,294 @@
+// The wal-push spool (entries, markers, the archiver lock) and AsyncArchiver against the
+// file store and a fake pg_wal: ready files are pushed ahead of archive_command and then
+// acknowledged from the spool; an entry acknowledges only the same content in the same
+// store; a file the archiver is pushing is waited for, not pushed twice; a failed push
+// leaves nothing that could acknowledge the file.
+#include "backup/async_archiver.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "storage/digest.hpp"
+
+namespace tandem::backup {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string wal_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng() & 0x0f);
+  return s;
+}
+
+void write(const fs::path& p, const std::string& data) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// Polls `pred` until it holds or `timeout` passes.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+class AsyncArchiverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / fmt::format("tandem-archiver-test-{}-{}", ::getpid(), counter_++);
+    fs::create_directories(dir_ / "pg" / "pg_wal" / "archive_status");
+    fs::create_directories(dir_ / "spool");
+    rc_.store_url = "file://" + (dir_ / "store").string();
+    rc_.key_file = (dir_ / "backup.key").string();
+    rc_.create_key = true;
+    auto r = open_repo(rc_);
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    repo_ = std::move(*r);
+    rc_.create_key = false;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string spool() const { return (dir_ / "spool").string(); }
+  fs::path wal(const std::string& name) const { return dir_ / "pg" / "pg_wal" / name; }
+  fs::path status(const std::string& name, const char* suffix) const {
+    return dir_ / "pg" / "pg_wal" / "archive_status" / (name + suffix);
+  }
+  // A WAL file PostgreSQL finished and marked ready.
+  fs::path ready(const std::string& name, uint32_t seed, size_t size = 256 * 1024) {
+    write(wal(name), wal_bytes(size, seed));
+    write(status(name, ".ready"), "");
+    return wal(name);
+  }
+  // What PostgreSQL does after archive_command succeeded.
+  void mark_done(const std::string& name) { fs::rename(status(name, ".ready"), status(name, ".done")); }
+
+  ArchiverOptions options() const {
+    ArchiverOptions o;
+    o.data_dir = (dir_ / "pg").string();
+    o.spool_dir = spool();
+    o.repo = rc_;
+    o.workers = 2;
+    o.rescan = 50ms;
+    o.retry_delay = 100ms;
+    return o;
+  }
+  PushOptions push_options() const {
+    PushOptions p;
+    p.spool_dir = spool();
+    p.archiver_wait = 20s;
+    return p;
+  }
+  bool archived(const std::string& name) { return fs::exists(dir_ / "store" / "wal" / name); }
+  bool has_entry(const std::string& name) { return fs::exists(dir_ / "spool" / name); }
+
+  static inline int counter_ = 0;
+  fs::path dir_;
+  RepoConfig rc_;
+  std::unique_ptr<Repo> repo_;
+};
+
+TEST_F(AsyncArchiverTest, SpoolEntryMatchesOnlyTheSameContentAndStore) {
+  ASSERT_TRUE(write_spool_entry(spool(), "000000010000000000000001", "ab12", "file:///a").ok());
+  EXPECT_TRUE(spool_entry_matches(spool(), "000000010000000000000001", "ab12", "file:///a"));
+  EXPECT_FALSE(spool_entry_matches(spool(), "000000010000000000000001", "ab13", "file:///a"));
+  EXPECT_FALSE(spool_entry_matches(spool(), "000000010000000000000001", "ab12", "file:///b"));
+  EXPECT_FALSE(spool_entry_matches(spool(), "000000010000000000000002", "ab12", "file:///a"));
+  write(dir_ / "spool" / "000000010000000000000001", "v1 ab12 file:///a\nextra");
+  EXPECT_FALSE(spool_entry_matches(spool(), "000000010000000000000001", "ab12", "file:///a"));
+  remove_spool_entry(spool(), "000000010000000000000001");
+  EXPECT_FALSE(has_entry("000000010000000000000001"));
+}
+
+TEST_F(AsyncArchiverTest, TheLockAdmitsOneArchiverAndMarkersCountOnlyWhileItIsHeld) {
+  EXPECT_FALSE(spool_archiver_running(spool()));
+  set_spool_marker(spool(), "000000010000000000000001");
+  // A marker without a live archiver (crashed) is not waited for.
+  EXPECT_TRUE(wait_for_spool_marker(spool(), "000000010000000000000001", 10s));
+  {
+    SpoolLock lock;
+    ASSERT_TRUE(lock.acquire(spool()).ok());
+    EXPECT_TRUE(spool_archiver_running(spool()));
+    SpoolLock second;
+    auto s = second.acquire(spool());
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, Errc::conflict);
+    EXPECT_FALSE(wait_for_spool_marker(spool(), "000000010000000000000001", 30ms));
+    clear_spool_marker(spool(), "000000010000000000000001");
+    EXPECT_TRUE(wait_for_spool_marker(spool(), "000000010000000000000001", 10s));
+  }
+  EXPECT_FALSE(spool_archiver_running(spool()));
+}
+
+TEST_F(AsyncArchiverTest, PushesReadyFilesAheadAndArchiveCommandAcknowledgesThem) {
+  std::vector<std::string> names;
+  for (int i = 1; i <= 5; ++i) {
+    names.push_back(fmt::format("0000000100000000000000{:02X}", i));
+    ready(names.back(), 100 + i);
+  }
+  ready("00000002.history", 7, 100);
+  AsyncArchiver archiver(options());
+  ASSERT_TRUE(archiver.start().ok());
+  // Inactive (not the leader): nothing is pushed.
+  EXPECT_FALSE(eventually([&] { return archived(names[0]); }, 300ms));
+  archiver.set_active(true);
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& n : names)
+      if (!has_entry(n)) return false;
+    return has_entry("00000002.history");
+  }));
+  EXPECT_EQ(archiver.stats().stored, 6u);
+
+  // PostgreSQL asks for each in turn: acknowledged from the spool, nothing pushed again.
+  for (const auto& n : names) {
+    auto r = push_wal_file(*repo_, wal(n).string(), push_options());
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    EXPECT_EQ(r->outcome, PushOutcome::from_spool) << n;
+    mark_done(n);
+  }
+  // Entries of files PostgreSQL marked done are dropped, and not pushed again.
+  ASSERT_TRUE(eventually([&] { return !has_entry(names.back()); }));
+  EXPECT_EQ(archiver.stats().stored, 6u);
+  EXPECT_EQ(archiver.stats().identical, 0u);
+  // What is stored is what PostgreSQL wrote.
+  auto dest = dir_ / "fetched";
+  ASSERT_TRUE(fetch_wal_file(*repo_, names[2], dest.string()).ok());
+  EXPECT_EQ(read(dest), read(wal(names[2])));
+  archiver.stop();
+  EXPECT_FALSE(spool_archiver_running(spool()));
+}
+
+TEST_F(AsyncArchiverTest, AStaleEntryNeverAcknowledgesDifferentContentOrAnotherStore) {
+  const std::string name = "000000010000000000000010";
+  auto p = ready(name, 1);
+  {
+    AsyncArchiver archiver(options());
+    ASSERT_TRUE(archiver.start().ok());
+    archiver.set_active(true);
+    ASSERT_TRUE(eventually([&] { return has_entry(name); }));
+  }
+  // As after pg_rewind: the same name now holds other bytes. Not acknowledged; the store
+  // keeps the first copy and the push is refused as a conflict.
+  write(p, wal_bytes(256 * 1024, 2));
+  auto r = push_wal_file(*repo_, p.string(), push_options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::conflict) << r.error().message;
+
+  // An entry naming another store does not count: the file is pushed to this one.
+  const std::string other = "000000010000000000000011";
+  auto q = ready(other, 3);
+  auto sha = file_sha256(q.string());
+  ASSERT_TRUE(sha.ok());
+  ASSERT_TRUE(write_spool_entry(spool(), other, *sha, "file:///elsewhere").ok());
+  auto pushed = push_wal_file(*repo_, q.string(), push_options());
+  ASSERT_TRUE(pushed.ok()) << pushed.error().to_string();
+  EXPECT_EQ(pushed->outcome, PushOutcome::stored);
+  EXPECT_TRUE(archived(other));
+}
+
+TEST_F(AsyncArchiverTest, ArchiveCommandWaitsForAFileTheArchiverIsPushing) {
+  const std::string name = "000000010000000000000020";
+  auto p = ready(name, 4);
+  SpoolLock lock;  // stands in for a running archiver
+  ASSERT_TRUE(lock.acquire(spool()).ok());
+  set_spool_marker(spool(), name);
+  Result<PushResult> r = make_error(Errc::internal, "not run");
+  std::thread pg([&] { r = push_wal_file(*repo_, p.string(), push_options()); });
+  // The "archiver" stores the file, records it, then clears its marker.
+  auto pushed = push_wal_path(repo_->store(), repo_->keyring(), p.string());
+  ASSERT_TRUE(pushed.ok()) << pushed.error().to_string();
+  ASSERT_TRUE(write_spool_entry(spool(), name, pushed->sha256, rc_.store_url).ok());
+  clear_spool_marker(spool(), name);
+  pg.join();
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->outcome, PushOutcome::from_spool);
+}
+
+TEST_F(AsyncArchiverTest, AFailedPushLeavesNoEntryAndIsRetried) {
+  const std::string name = "000000010000000000000030";
+  auto p = ready(name, 5);
+  // A file where the store's wal/ directory belongs: every put fails.
+  fs::create_directories(dir_ / "store");
+  write(dir_ / "store" / "wal", "not a directory");
+  AsyncArchiver archiver(options());
+  ASSERT_TRUE(archiver.start().ok());
+  archiver.set_active(true);
+  ASSERT_TRUE(eventually([&] { return archiver.stats().failed >= 2; }));
+  EXPECT_FALSE(has_entry(name));
+  EXPECT_FALSE(spool_marker_exists(spool(), name));
+  // archive_command reports the failure itself.
+  auto r = push_wal_file(*repo_, p.string(), push_options());
+  EXPECT_FALSE(r.ok());
+  // Once the store works again, the archiver catches up.
+  fs::remove(dir_ / "store" / "wal");
+  ASSERT_TRUE(eventually([&] { return has_entry(name); }));
+  auto ack = push_wal_file(*repo_, p.string(), push_options());
+  ASSERT_TRUE(ack.ok()) << ack.error().to_string();
+  EXPECT_EQ(ack->outcome, PushOutcome::from_spool);
+}
+
+TEST_F(AsyncArchiverTest, AConflictingArchivedCopyIsRefusedAndAnIdenticalOneRecorded) {
+  const std::string same = "000000010000000000000040";
+  const std::string differs = "000000010000000000000041";
+  auto p1 = ready(same, 6);
+  auto p2 = ready(differs, 7);
+  ASSERT_TRUE(push_wal_file(*repo_, p1.string()).ok());
+  ASSERT_TRUE(push_wal_bytes(repo_->store(), repo_->keyring(), differs, wal_bytes(256 * 1024, 8)).ok());
+  AsyncArchiver archiver(options());
+  ASSERT_TRUE(archiver.start().ok());
+  archiver.set_active(true);
+  ASSERT_TRUE(eventually([&] { return has_entry(same) && archiver.stats().failed >= 1; }));
+  EXPECT_EQ(archiver.stats().identical, 1u);
+  EXPECT_FALSE(has_entry(differs));
+  auto r = push_wal_file(*repo_, p2.string(), push_options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::conflict);
+}
+
+TEST_F(AsyncArchiverTest, ComparingStreamsDetectsShorterLongerAndDamagedCopies) {
+  const std::string name = "000000010000000000000050";
+  std::string data = wal_bytes(3 * 1024 * 1024 + 17, 9);  // several 1 MiB blocks
+  ASSERT_TRUE(push_wal_bytes(repo_->store(), repo_->keyring(), name, data).ok());
+  auto same = push_wal_bytes(repo_->store(), repo_->keyring(), name, data);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(*same, PushOutcome::already_archived);
+  for (const std::string& local : {data.substr(0, data.size() - 1), data + "x", std::string()}) {
+    auto r = push_wal_bytes(repo_->store(), repo_->keyring(), name, local);
+    ASSERT_FALSE(r.ok()) << local.size();
+    EXPECT_EQ(r.error().code, Errc::conflict) << local.size();
+  }
+  std::string flipped = data;
+  flipped[2 * 1024 * 1024 + 5] ^= 1;
+  auto c = push_wal_bytes(repo_->store(), repo_->keyring(), name, flipped);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, Errc::conflict);
+  // A damaged archived copy is never taken as identical nor overwritten.
+  auto obj = dir_ / "store" / "wal" / name;
+  std::string sealed = read(obj);
+  sealed[sealed.size() / 2] ^= 0x20;
+  write(obj, sealed);
+  auto d = push_wal_bytes(repo_->store(), repo_->keyring(), name, data);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.error().message.find("cannot be opened"), std::string::npos) << d.error().message;
+  EXPECT_EQ(read(obj), sealed);
+}
+
+}  // namespace
+}  // namespace tandem::backup
