@@ -230,6 +230,7 @@ LocalState Agent::observe(const Result<dcs::ClusterSnapshot>& snap) {
   l.reinit_requested = reinit_requested_.exchange(false);
   l.reinit_from_backup = reinit_from_backup_.exchange(false);
   l.bootstrap_from_backup = cfg_.bootstrap_from_backup.enabled();
+  l.archive_catchup = archive_catchup_;
   return l;
 }
 

@@ -329,11 +329,13 @@ Decision decide(const dcs::ClusterSnapshot& c, const LocalState& l, const dcs::D
       return make(Action::rewind, leader,
                   fmt::format("rejoining as a standby of {}: rewinding my former primary data first", leader));
     if (l.following != leader) return make(Action::follow, leader, fmt::format("following the new leader {}", leader));
+    // A standby rebuilt from a backup replays the archive before it streams: allow longer.
+    const int repair_after_s = l.archive_catchup ? kArchiveCatchupRepairSeconds : kNotStreamingRepairSeconds;
     if (!l.streaming && l.not_streaming_since && is_running_member(leader_member) &&
-        now - *l.not_streaming_since > Seconds(kNotStreamingRepairSeconds)) {
-      return make(Action::rewind, leader,
-                  fmt::format("not streaming from {} for over {} s; rewinding to its timeline", leader,
-                              kNotStreamingRepairSeconds));
+        now - *l.not_streaming_since > Seconds(repair_after_s)) {
+      return make(
+          Action::rewind, leader,
+          fmt::format("not streaming from {} for over {} s; rewinding to its timeline", leader, repair_after_s));
     }
     return make(Action::none, "", fmt::format("no action: I am a standby following the leader {}", leader));
   }

@@ -51,6 +51,8 @@ struct LocalState {
   bool reinit_from_backup = false;  // with reinit_requested: rebuild from the repository, not the leader
   // Configuration: a new cluster is created by restoring a backup instead of initdb.
   bool bootstrap_from_backup = false;
+  // Rebuilt from a backup: replaying archived WAL until it streams from `following`.
+  bool archive_catchup = false;
 };
 
 enum class Action {
@@ -111,6 +113,8 @@ bool must_fence(const LocalState& local, const dcs::DynamicConfig& cfg, TimePoin
 inline constexpr int kSwitchoverTimeoutSeconds = 60;
 // A standby that does not stream from the leader for this long is rewound / re-cloned.
 inline constexpr int kNotStreamingRepairSeconds = 15;
+// ... or, for a standby rebuilt from a backup that still replays archived WAL, this long.
+inline constexpr int kArchiveCatchupRepairSeconds = 600;
 
 Decision decide(const dcs::ClusterSnapshot& cluster, const LocalState& local, const dcs::DynamicConfig& cfg,
                 TimePoint now, int64_t now_unix_ms);

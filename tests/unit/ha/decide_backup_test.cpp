@@ -144,6 +144,22 @@ TEST(DecideBackup, ReinitFromBackupWaitsForARunningLeaderToStreamFrom) {
   EXPECT_NE(d.reason.find("no running leader"), std::string::npos) << d.reason;
 }
 
+TEST(DecideBackup, StandbyReplayingTheArchiveAfterAReinitIsGivenTime) {
+  Fixture f;
+  f.running_replica();
+  f.l.streaming = false;
+  f.l.archive_catchup = true;
+  f.l.not_streaming_since = kNow - Seconds(kNotStreamingRepairSeconds + 1);
+  auto d = f.run();
+  EXPECT_EQ(d.action, Action::none) << d.reason;
+  f.l.not_streaming_since = kNow - Seconds(kArchiveCatchupRepairSeconds + 1);
+  d = f.run();
+  EXPECT_EQ(d.action, Action::rewind) << d.reason;  // stuck: repaired, but much later
+  f.l.archive_catchup = false;
+  f.l.not_streaming_since = kNow - Seconds(kNotStreamingRepairSeconds + 1);
+  EXPECT_EQ(f.run().action, Action::rewind);
+}
+
 TEST(DecideBackup, ActionNames) {
   EXPECT_STREQ(to_string(Action::bootstrap_from_backup), "bootstrap_from_backup");
   EXPECT_STREQ(to_string(Action::reinitialize_from_backup), "reinitialize_from_backup");
