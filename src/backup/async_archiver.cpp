@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include <spdlog/spdlog.h>
 
@@ -197,13 +198,17 @@ void AsyncArchiver::push_one(storage::ObjectStore& store, const std::string& nam
     ++(pushed->outcome == PushOutcome::stored ? stats_.stored : stats_.identical);
     retry_at_.erase(name);
     spdlog::debug("WAL archiver: {} {}", name, to_string(pushed->outcome));
-    return;
+  } else {
+    ++stats_.failed;
+    retry_at_[name] = Steady::now() + opts_.retry_delay;
+    const Error& e = pushed ? recorded.error() : pushed.error();
+    spdlog::warn("WAL archiver: {} not archived ahead of PostgreSQL (archive_command will push it itself): {}", name,
+                 e.message);
   }
-  ++stats_.failed;
-  retry_at_[name] = Steady::now() + opts_.retry_delay;
-  const Error& e = pushed ? recorded.error() : pushed.error();
-  spdlog::warn("WAL archiver: {} not archived ahead of PostgreSQL (archive_command will push it itself): {}", name,
-               e.message);
+  const std::string path = opts_.spool_dir + "/" + kArchiverStatusName;
+  std::ofstream(path + ".tmp", std::ios::trunc)
+      << fmt::format("stored {} identical {} failed {}\n", stats_.stored, stats_.identical, stats_.failed);
+  fs::rename(path + ".tmp", path, ec);
 }
 
 }  // namespace tandem::backup

@@ -54,6 +54,10 @@ struct ArchiverStats {
   uint64_t failed = 0;     // failed pushes (each retried later)
 };
 
+// The archiver rewrites SPOOL/archiver.status ("stored N identical N failed N\n") after
+// every push, for operators and tests.
+inline constexpr const char* kArchiverStatusName = "archiver.status";
+
 class AsyncArchiver {
  public:
   explicit AsyncArchiver(ArchiverOptions options);

@@ -10,6 +10,7 @@
 #include "config/agent_config.hpp"
 #include "ha/agent.hpp"
 #include "ha/backup_scheduler.hpp"
+#include "ha/wal_archiver.hpp"
 
 namespace tandem::cli {
 
@@ -46,13 +47,30 @@ Runner add_agent(CLI::App& app) {
       so.log_path = cfg->run_dir + "/scheduled-backup.log";
       backups = std::make_unique<ha::BackupScheduler>(std::move(so));
     }
-    ha::Agent agent(std::move(*cfg));
-    if (backups) {
-      agent.set_leader_observer([b = backups.get()](bool leader) { b->set_leader(leader); });
-      backups->start();
+    // WAL files are pushed ahead of archive_command by a `tandem wal-archiver` child while
+    // this member leads (archive_command then acknowledges them at once).
+    std::unique_ptr<ha::WalArchiverSupervisor> archiver;
+    if (cfg->backup.enabled() && cfg->backup.archive) {
+      ha::WalArchiverOptions ao;
+      std::error_code ec;
+      ao.tandem_binary = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+      ao.config_path = std::filesystem::absolute(*path, ec).string();
+      ao.run_as = cfg->run_as;
+      ao.log_path = cfg->run_dir + "/wal-archiver.log";
+      archiver = std::make_unique<ha::WalArchiverSupervisor>(std::move(ao));
     }
+    ha::Agent agent(std::move(*cfg));
+    if (backups || archiver) {
+      agent.set_leader_observer([b = backups.get(), a = archiver.get()](bool leader) {
+        if (b != nullptr) b->set_leader(leader);
+        if (a != nullptr) a->set_leader(leader);
+      });
+    }
+    if (backups) backups->start();
+    if (archiver) archiver->start();
     int rc = agent.run();
     backups.reset();
+    archiver.reset();
     if (rc != 0) std::cerr << "tandem agent: failed to start; see " << (*path) << " and the agent log\n";
     return rc;
   };

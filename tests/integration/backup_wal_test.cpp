@@ -2,8 +2,11 @@
 // archive_command pushes every segment and history file, archiving continues on the new
 // timeline after a failover, what is stored is sealed (no WAL or page in the clear), and
 // damage (tampered, truncated, deleted objects, a wrong key, a conflicting re-push) is
-// detected and named. The same on S3 (s3rver), checked with the aws CLI. Also the
-// archive_command throughput for a burst of ready segments.
+// detected and named. The same on S3 (s3rver), checked with the aws CLI. The leader's
+// WAL archiver (`tandem wal-archiver`, run by the agent while it leads) pushes ahead of
+// archive_command, also on the new leader after a failover. Also a burst of ready
+// segments through archive_command with read-ahead and with a running archiver.
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "api/http_client.hpp"
+#include "backup/async_archiver.hpp"
 #include "backup/repo.hpp"
 #include "base/process.hpp"
 #include "storage/object_store.hpp"
@@ -137,6 +141,31 @@ std::string segment_path(testkit::Deployment& d, const std::string& member, cons
   return d.dir() + "/members/" + member + "/data/pg_wal/" + name;
 }
 
+std::string spool_dir(testkit::Deployment& d, const std::string& member) {
+  return d.dir() + "/members/" + member + "/run/wal-push-spool";
+}
+
+// "stored N identical N failed N" from the archiver's status file -> stored + identical.
+int archiver_pushes(testkit::Deployment& d, const std::string& member) {
+  std::istringstream in(read_file(spool_dir(d, member) + "/" + backup::kArchiverStatusName));
+  std::string word;
+  int stored = 0, identical = 0;
+  in >> word >> stored >> word >> identical;
+  return stored + identical;
+}
+
+// Inserts a little and switches WAL files `n` times on `member`; returns the last file left.
+std::string switch_wal_files(testkit::Deployment& d, const std::string& member, int n) {
+  std::string seg;
+  for (int i = 0; i < n; ++i) {
+    EXPECT_TRUE(d.exec(member, "INSERT INTO canary SELECT g, 'x' FROM generate_series(100000 + " +
+                                   std::to_string(i * 1000) + ", 100999 + " + std::to_string(i * 1000) + ") g"));
+    seg = scalar(d, member, "SELECT pg_walfile_name(pg_current_wal_lsn())");
+    EXPECT_FALSE(su_scalar(d, member, "SELECT pg_switch_wal()").empty());
+  }
+  return seg;
+}
+
 TEST(BackupWal, ArchivesAcrossFailoverSealedAndDamageIsNamed) {
   testkit::Deployment d;
   std::string leader = d.wait_leader(60s);
@@ -177,6 +206,10 @@ TEST(BackupWal, ArchivesAcrossFailoverSealedAndDamageIsNamed) {
   EXPECT_EQ(scalar(d, follower, "SHOW restore_command"), "");
   EXPECT_EQ(scalar(d, leader, "SHOW restore_command"), "");
 
+  // The leader runs the WAL archiver (it holds the spool's lock); the standby does not.
+  EXPECT_TRUE(testkit::wait_until([&] { return backup::spool_archiver_running(spool_dir(d, leader)); }, 30s, 100ms));
+  EXPECT_FALSE(backup::spool_archiver_running(spool_dir(d, follower)));
+
   // Failover: the new leader archives on timeline 2, history file included.
   ASSERT_TRUE(d.wait_sync_standby(follower, 30s));
   d.kill9(d.agent_pid(leader));
@@ -187,6 +220,26 @@ TEST(BackupWal, ArchivesAcrossFailoverSealedAndDamageIsNamed) {
       follower, fmt::format("INSERT INTO canary SELECT g, '{}' || g FROM generate_series(3001, 4000) g", kCanary)));
   std::string seg2 = switch_and_wait_archived(d, follower);
   EXPECT_EQ(seg2.substr(0, 8), "00000002") << seg2;
+  // The new leader's archiver pushes ahead of archive_command; the old one is gone with
+  // its agent (its spool lock is free).
+  ASSERT_TRUE(testkit::wait_until([&] { return backup::spool_archiver_running(spool_dir(d, follower)); }, 30s, 100ms));
+  EXPECT_FALSE(backup::spool_archiver_running(spool_dir(d, leader)));
+  std::string last = switch_wal_files(d, follower, 6);
+  bool burst_archived = testkit::wait_until(
+      [&] {
+        std::string a = scalar(d, follower, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+        return a.size() == 24 && a >= last;
+      },
+      120s, 100ms);
+  EXPECT_TRUE(burst_archived) << last;
+  EXPECT_GE(archiver_pushes(d, follower), 1) << read_file(spool_dir(d, follower) + "/" + backup::kArchiverStatusName);
+  EXPECT_EQ(scalar(d, follower, "SELECT failed_count FROM pg_stat_archiver"), "0");
+  auto f3 = d.tandem({"wal-fetch", last, tmp.sub(last)});
+  ASSERT_TRUE(f3 && f3->status.ok()) << (f3 ? f3->output : "");
+  std::string local3 = read_file(segment_path(d, follower, last));
+  if (!local3.empty()) {
+    EXPECT_TRUE(read_file(tmp.sub(last)) == local3);
+  }
   EXPECT_TRUE(fs::exists(store_root + "/wal/00000002.history"));
   auto hist = d.tandem({"wal-fetch", "00000002.history", tmp.sub("hist")});
   ASSERT_TRUE(hist && hist->status.ok()) << (hist ? hist->output : "");
@@ -376,6 +429,99 @@ TEST(BackupWal, ArchiveCommandBurstWithReadAhead) {
   EXPECT_EQ(std::distance(fs::begin(listed), fs::end(listed)), kSegments);
   // Speed is measured by bench/backup (docs/benchmarks.md), not judged here: this test
   // checks that a burst pushed with read-ahead stores every segment and nothing else.
+}
+
+// The same burst with `tandem wal-archiver` running: it pushes every ready segment ahead
+// (several at once), and archive_command then acknowledges each from the spool without
+// pushing it again. Stopped by SIGTERM, it exits cleanly and frees the spool.
+TEST(BackupWal, ArchiverPushesAheadAndArchiveCommandAcknowledges) {
+  testkit::TempDir dir("tandem-walarchiver");
+  fs::create_directories(dir.sub("pg/pg_wal/archive_status"));
+  constexpr int kSegments = 12;
+  std::mt19937_64 rng(7);
+  std::vector<std::string> names;
+  for (int i = 0; i < kSegments; ++i) {
+    std::string seg(16u << 20, '\0');
+    for (size_t off = 0; off < seg.size(); off += 8192) {
+      for (size_t j = 24; j < 4096; j += 8) {
+        uint64_t v = rng();
+        std::memcpy(seg.data() + off + j, &v, 8);
+      }
+    }
+    names.push_back(fmt::format("0000000100000000{:08X}", i + 1));
+    write_file(dir.sub("pg/pg_wal/" + names.back()), seg);
+    write_file(dir.sub("pg/pg_wal/archive_status/" + names.back() + ".ready"), "");
+  }
+  std::string key = dir.sub("backup.key");
+  ASSERT_TRUE(storage::load_or_create_key_file(key));
+  const std::string store = "file://" + dir.sub("store");
+  const std::string spool = dir.sub("spool");
+  SpawnOptions ao;
+  ao.argv = {testkit::tandem_binary(),
+             "wal-archiver",
+             "--store",
+             store,
+             "--key-file",
+             key,
+             "--pgdata",
+             dir.sub("pg"),
+             "--spool-dir",
+             spool};
+  ao.output_file = dir.sub("archiver.log");
+  auto pid = spawn(ao);
+  ASSERT_TRUE(pid) << pid.error().message;
+  struct Stop {
+    pid_t pid;
+    ~Stop() {
+      if (pid > 0 && !wait_for(pid, std::chrono::milliseconds(0))) {
+        ::kill(pid, SIGKILL);
+        (void)wait_for(pid, 10s);
+      }
+    }
+  } guard{*pid};
+  auto entries = [&] {
+    int n = 0;
+    for (const auto& name : names) n += fs::exists(spool + "/" + name) ? 1 : 0;
+    return n;
+  };
+  ASSERT_TRUE(testkit::wait_until([&] { return entries() == kSegments; }, 300s, 50ms))
+      << entries() << " of " << kSegments << "; " << read_file(dir.sub("archiver.log"));
+  for (const auto& n : names) {
+    SpawnOptions o;
+    o.argv = {testkit::tandem_binary(),
+              "wal-push",
+              "--store",
+              store,
+              "--key-file",
+              key,
+              "--spool-dir",
+              spool,
+              "-v",
+              "pg_wal/" + n};
+    o.cwd = dir.sub("pg");
+    auto r = run(o, 60s);
+    ASSERT_TRUE(r);
+    ASSERT_TRUE(r->status.ok()) << n << ": " << r->output;
+    EXPECT_NE(r->output.find("stored earlier by the archiver"), std::string::npos) << r->output;
+    fs::rename(dir.sub("pg/pg_wal/archive_status/" + n + ".ready"), dir.sub("pg/pg_wal/archive_status/" + n + ".done"));
+  }
+  // Entries go once PostgreSQL marked the files done; every object matches its segment.
+  EXPECT_TRUE(testkit::wait_until([&] { return entries() == 0; }, 30s, 50ms));
+  for (const auto& n : {names.front(), names.back()}) {
+    auto f = run(SpawnOptions{.argv = {testkit::tandem_binary(), "wal-fetch", "--store", store, "--key-file", key, n,
+                                       dir.sub("fetched")}},
+                 60s);
+    ASSERT_TRUE(f && f->status.ok()) << (f ? f->output : f.error().message);
+    EXPECT_TRUE(read_file(dir.sub("fetched")) == read_file(dir.sub("pg/pg_wal/" + n))) << n;
+  }
+  EXPECT_EQ(read_file(spool + "/" + backup::kArchiverStatusName),
+            fmt::format("stored {} identical 0 failed 0\n", kSegments));
+  ASSERT_EQ(::kill(*pid, SIGTERM), 0);
+  auto st = wait_for(*pid, 60s);
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(st->ok()) << st->describe() << ": " << read_file(dir.sub("archiver.log"));
+  guard.pid = -1;
+  EXPECT_FALSE(backup::spool_archiver_running(spool));
 }
 
 }  // namespace
