@@ -377,11 +377,45 @@ Status Agent::do_switchover(const std::string& candidate) {
     }
   }
   spdlog::info("switchover: stopping PostgreSQL (fast) so {} receives every last WAL record", candidate);
+  bool released = false;
+  if (pm_started_ && pm_.request_stop(pg::StopMode::fast)) {
+    expect_exit_ = true;
+    conn_.reset();
+    // Hand the key over once PostgreSQL has written its shutdown checkpoint and its WAL
+    // senders are gone, not when the postmaster has exited. A WAL sender leaves only
+    // after its standby confirmed flushing everything up to that checkpoint (or lost the
+    // connection), which is all the postmaster's own exit tells us about the candidate;
+    // after the shutdown checkpoint this server writes no WAL and accepts no connection.
+    // What the postmaster still waits for then (the archiver's last segment) no longer
+    // keeps the candidate from promoting.
+    const auto deadline = SteadyClock::now() + Seconds(30);
+    while (!released && SteadyClock::now() < deadline && pm_.running()) {
+      if (pm_.walsender_count() == 0) {
+        auto cd = pg::read_control_file(cfg_.data_dir);
+        if (cd && cd->state == pg::ClusterState::shut_down) {
+          auto r = store_->release_leader(cfg_.name);
+          if (!r) {
+            spdlog::warn("switchover: cannot release the leader key yet: {}", r.error().message);
+            break;  // try again once PostgreSQL is down
+          }
+          released = true;
+          spdlog::info(
+              "switchover: PostgreSQL wrote its shutdown checkpoint at {} and no WAL sender is left; released the "
+              "leader key for {} while PostgreSQL finishes stopping",
+              cd->checkpoint_lsn.to_string(), candidate);
+          break;
+        }
+      }
+      std::this_thread::sleep_for(Millis(10));
+    }
+  }
   auto s = stop_pg(pg::StopMode::fast);
   if (!s) spdlog::warn("fast shutdown: {}", s.error().message);
-  auto released = store_->release_leader(cfg_.name);
-  if (!released) return released.error();
-  spdlog::info("switchover: released the leader key for {}", candidate);
+  if (!released) {
+    auto r = store_->release_leader(cfg_.name);
+    if (!r) return r.error();
+    spdlog::info("switchover: released the leader key for {}", candidate);
+  }
   return {};
 }
 

@@ -1,6 +1,10 @@
 #include "pg/controldata.hpp"
 
+#include <boost/crc.hpp>
+
 #include <charconv>
+#include <cstring>
+#include <fstream>
 #include <sstream>
 
 namespace tandem::pg {
@@ -92,6 +96,60 @@ Result<ControlData> parse_controldata(const std::string& text) {
   if (auto f = cd.fields.find("Latest checkpoint's REDO WAL file"); f != cd.fields.end()) cd.redo_wal_file = f->second;
   if (auto f = cd.fields.find("wal_log_hints setting"); f != cd.fields.end()) cd.wal_log_hints = f->second == "on";
   return cd;
+}
+
+namespace {
+// PostgreSQL 15 (PG_CONTROL_VERSION 1300): system_identifier (u64, offset 0),
+// pg_control_version (u32, 8), catalog_version_no (u32, 12), state (enum, 16), time
+// (i64, 24), checkPoint (XLogRecPtr, 32), ... and the CRC-32C of bytes [0, 288) at 288.
+constexpr uint32_t kControlVersion = 1300;
+constexpr size_t kCrcOffset = 288;
+
+template <typename T>
+T load(std::string_view bytes, size_t offset) {
+  T v;
+  std::memcpy(&v, bytes.data() + offset, sizeof v);
+  return v;
+}
+}  // namespace
+
+Result<ControlFileState> parse_control_file(std::string_view bytes) {
+  if (bytes.size() < kCrcOffset + 4) {
+    return make_error(Errc::invalid_argument, "pg_control: {} bytes, expected at least {}", bytes.size(),
+                      kCrcOffset + 4);
+  }
+  const auto version = load<uint32_t>(bytes, 8);
+  if (version != kControlVersion) {
+    return make_error(Errc::invalid_argument, "pg_control: version {} is not PostgreSQL 15's ({})", version,
+                      kControlVersion);
+  }
+  boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> crc;  // CRC-32C
+  crc.process_bytes(bytes.data(), kCrcOffset);
+  if (crc.checksum() != load<uint32_t>(bytes, kCrcOffset)) {
+    return make_error(Errc::invalid_argument, "pg_control: CRC mismatch (torn read or damaged file)");
+  }
+  static constexpr ClusterState kStates[] = {
+      ClusterState::starting_up,   ClusterState::shut_down,         ClusterState::shut_down_in_recovery,
+      ClusterState::shutting_down, ClusterState::in_crash_recovery, ClusterState::in_archive_recovery,
+      ClusterState::in_production,
+  };
+  const auto state = load<int32_t>(bytes, 16);
+  ControlFileState out;
+  out.state = state >= 0 && state < 7 ? kStates[state] : ClusterState::unknown;
+  out.checkpoint_lsn = Lsn(load<uint64_t>(bytes, 32));
+  return out;
+}
+
+Result<ControlFileState> read_control_file(const std::string& data_dir) {
+  const std::string path = data_dir + "/global/pg_control";
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes(kCrcOffset + 4, '\0');
+  if (!in || !in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
+    return make_error(Errc::io, "cannot read {}", path);
+  }
+  auto r = parse_control_file(bytes);
+  if (!r) return make_error(r.error().code, "{}: {}", path, r.error().message);
+  return r;
 }
 
 }  // namespace tandem::pg

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "base/lsn.hpp"
 #include "base/result.hpp"
@@ -50,5 +51,19 @@ struct ControlData {
 // Parses pg_controldata output produced with LC_ALL=C. invalid_argument (naming the
 // field) when a required field is missing or malformed.
 Result<ControlData> parse_controldata(const std::string& text);
+
+// The cluster state and latest checkpoint read straight from <data>/global/pg_control,
+// cheap enough to poll every few milliseconds while the server shuts down (running
+// pg_controldata costs a process each time). Knows PostgreSQL 15's layout
+// (pg_control version 1300); the file's CRC-32C is checked, so a torn or foreign file
+// is an error, never a wrong answer.
+struct ControlFileState {
+  ClusterState state = ClusterState::unknown;
+  Lsn checkpoint_lsn;  // Latest checkpoint location
+};
+// `bytes`: the start of pg_control (at least 292 bytes). invalid_argument when too short,
+// of another version or when the CRC does not match.
+Result<ControlFileState> parse_control_file(std::string_view bytes);
+Result<ControlFileState> read_control_file(const std::string& data_dir);
 
 }  // namespace tandem::pg

@@ -5,7 +5,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <thread>
 
 #include "base/log.hpp"
@@ -180,6 +183,35 @@ Status Postmaster::signal(int sig, const char* what) {
   if (!running()) return make_error(Errc::unavailable, "cannot {}: PostgreSQL is not running", what);
   if (kill(pid_, sig) != 0) return make_error(Errc::io, "cannot {} (pid {}): {}", what, pid_, strerror(errno));
   return {};
+}
+
+Status Postmaster::request_stop(StopMode mode) {
+  return signal(stop_signal(mode), "stop PostgreSQL");
+}
+
+int Postmaster::walsender_count() {
+  if (!running()) return 0;
+  int n = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // /proc/N/stat: "pid (comm) state ppid ..."; comm may hold spaces, so parse after ')'.
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    char state = 0;
+    pid_t ppid = 0;
+    if (!(rest >> state >> ppid) || ppid != pid_) continue;
+    std::ifstream cmd(entry.path() / "cmdline");
+    std::string title;
+    std::getline(cmd, title, '\0');
+    if (title.starts_with("postgres: ") && title.find("walsender") != std::string::npos) ++n;
+  }
+  return n;
 }
 
 Status Postmaster::promote() {

@@ -59,6 +59,13 @@ class Postmaster {
   // children. Succeeds once the server is gone; a server that was not running is fine.
   Status stop(StopMode mode, std::chrono::milliseconds timeout);
 
+  // Sends the mode's signal and returns at once; poll() or stop() to see the server go.
+  Status request_stop(StopMode mode);
+
+  // How many WAL senders the running server has (its children whose process title says
+  // walsender, from /proc). 0 when it does not run.
+  int walsender_count();
+
   // Promotes a standby without waiting: writes <data>/promote and sends SIGUSR1, as
   // pg_ctl promote does. Poll status (in_recovery) to see it finish. conflict when the
   // member is not a standby.

@@ -1,5 +1,9 @@
 #include "pg/controldata.hpp"
 
+#include <boost/crc.hpp>
+
+#include <cstring>
+
 #include <gtest/gtest.h>
 
 #include <string>
@@ -152,6 +156,55 @@ TEST(ControlData, NamesTheMissingOrBadField) {
 
   EXPECT_FALSE(parse_controldata("").ok());
   EXPECT_FALSE(parse_controldata("pg_controldata: fatal: could not open file").ok());
+}
+
+}  // namespace
+}  // namespace tandem::pg
+
+namespace tandem::pg {
+namespace {
+
+// A pg_control image with the given version, state and checkpoint, and a valid CRC-32C.
+std::string control_image(uint32_t version, int32_t state, uint64_t checkpoint) {
+  std::string b(8192, '\0');
+  const uint64_t sysid = 7713270887913720379ull;
+  std::memcpy(b.data(), &sysid, 8);
+  std::memcpy(b.data() + 8, &version, 4);
+  std::memcpy(b.data() + 16, &state, 4);
+  std::memcpy(b.data() + 32, &checkpoint, 8);
+  boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> crc;
+  crc.process_bytes(b.data(), 288);
+  const uint32_t c = crc.checksum();
+  std::memcpy(b.data() + 288, &c, 4);
+  return b;
+}
+
+TEST(ControlFile, ReadsStateAndCheckpointOfAVersion15File) {
+  auto r = parse_control_file(control_image(1300, 1, 0x6000028));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->state, ClusterState::shut_down);
+  EXPECT_EQ(r->checkpoint_lsn.to_string(), "0/6000028");
+  EXPECT_EQ(parse_control_file(control_image(1300, 6, 1)).value().state, ClusterState::in_production);
+  EXPECT_EQ(parse_control_file(control_image(1300, 99, 1)).value().state, ClusterState::unknown);
+}
+
+TEST(ControlFile, Crc32cMatchesTheStandardCheckValue) {
+  // The CRC PostgreSQL uses (CRC-32C, Castagnoli): crc32c("123456789") = 0xE3069283.
+  boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> crc;
+  crc.process_bytes("123456789", 9);
+  EXPECT_EQ(crc.checksum(), 0xE3069283u);
+}
+
+TEST(ControlFile, RejectsShortForeignAndDamagedImages) {
+  EXPECT_FALSE(parse_control_file(std::string(100, '\0')));
+  auto other = parse_control_file(control_image(1700, 1, 1));
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().message.find("1700"), std::string::npos);
+  auto img = control_image(1300, 1, 0x6000028);
+  img[33] ^= 1;  // a bit of the checkpoint LSN
+  auto damaged = parse_control_file(img);
+  ASSERT_FALSE(damaged);
+  EXPECT_NE(damaged.error().message.find("CRC"), std::string::npos);
 }
 
 }  // namespace
