@@ -157,12 +157,13 @@ class Bench:
         return run([f"{PG_BIN}/psql", "-h", self.sock, "-p", str(self.port), "-U", "postgres", "-d", "postgres",
                     "-Atqc", q]).stdout.strip()
 
-    def set_archive(self, command, extra=None):
+    def set_archive(self, command, extra=None, settle=True):
         lines = [f"archive_command = '{command}'"] + [f"{k} = '{v}'" for k, v in (extra or {}).items()]
         with open(f"{self.data}/archive.conf", "w") as f:
             f.write("\n".join(lines) + "\n")
         self.sql("SELECT pg_reload_conf()")
-        time.sleep(0.5)
+        if settle:
+            time.sleep(0.5)
 
     def setup(self):
         marker = f"{self.work}/pgbench-scale-{self.args.scale}"
@@ -380,33 +381,56 @@ pg1-user=postgres
         return self.ready_count()
 
     def bench_wal(self):
-        methods = [("tandem wal-push (file://)", self.tandem_archive_command_file(), {}),
-                   ("pgBackRest archive-push sync",
-                    f"pgbackrest --config={self.pgbr_conf} --stanza=bench --archive-async=n archive-push %p", {}),
+        """Each method drains the same kind of burst; the clock starts when archive_command
+        is switched from /bin/false to the method's command (and, for the tandem archiver,
+        when `tandem wal-archiver` is started: it does not run during the burst, as
+        pgBackRest's async process does not either). Ends when no .ready file is left."""
+        spool = f"{self.work}/tandem-spool"
+        self.sh_postgres(spool)
+        pgbr = f"pgbackrest --config={self.pgbr_conf} --stanza=bench"
+        tandem_push = " ".join([self.tandem, "wal-push"] + self.repo_args(False))
+        methods = [("tandem wal-push (file://), no archiver", f"{tandem_push} %p", False),
+                   ("tandem wal-push + wal-archiver (file://, 2 workers)", f"{tandem_push} --spool-dir {spool} %p",
+                    True),
+                   ("pgBackRest archive-push sync", f"{pgbr} --archive-async=n archive-push %p", False),
                    ("pgBackRest archive-push async (process-max 2)",
-                    f"pgbackrest --config={self.pgbr_conf} --stanza=bench --archive-async=y --process-max=2 "
-                    f"archive-push %p", {})]
-        for name, command, extra in methods:
-            n = self.burst()
-            srv = ServerCpu(self.postmaster_pid())
-            t0 = time.monotonic()
-            self.set_archive(command, extra)
-            t_set = time.monotonic()
-            while self.ready_count() > 0:
-                time.sleep(0.05)
-                if time.monotonic() - t0 > 900:
-                    raise RuntimeError(f"{name}: archiving did not finish")
-            wall = time.monotonic() - t_set
-            cpu = srv.finish()
-            r = {"name": name, "segments": n, "wall_s": round(wall, 2), "segments_s": round(n / wall, 1),
-                 "cpu_s": round(cpu, 2)}
-            self.results["wal"].append(r)
-            log(f"wal {name}: {n} segments in {r['wall_s']}s = {r['segments_s']}/s, cpu {r['cpu_s']}s")
-            self.sql("TRUNCATE burst")
-            self.sql("CHECKPOINT")
-
-    def tandem_archive_command_file(self):
-        return " ".join([self.tandem, "wal-push"] + self.repo_args(False) + ["%p"])
+                    f"{pgbr} --archive-async=y --process-max=2 archive-push %p", False)]
+        only = [m for m in self.args.wal_methods.split(",") if m]
+        self.sql("CREATE TABLE IF NOT EXISTS burst (id bigint, pad text)")
+        for round_no in range(1, self.args.wal_rounds + 1):
+            for i, (name, command, archiver) in enumerate(methods):
+                if only and str(i + 1) not in only:
+                    continue
+                self.sql("TRUNCATE burst")
+                self.sql("CHECKPOINT")
+                n = self.burst()
+                srv = ServerCpu(self.postmaster_pid())
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.monotonic()
+                proc = None
+                if archiver:
+                    proc = subprocess.Popen(["runuser", "-u", "postgres", "--", self.tandem, "wal-archiver"] +
+                                            self.repo_args(False) + ["--pgdata", self.data, "--spool-dir", spool],
+                                            stdout=subprocess.DEVNULL, stderr=open(f"{self.work}/wal-archiver.log", "a"),
+                                            cwd="/")
+                self.set_archive(command, settle=False)
+                while self.ready_count() > 0:
+                    time.sleep(0.02)
+                    if time.monotonic() - t0 > 900:
+                        raise RuntimeError(f"{name}: archiving did not finish")
+                wall = time.monotonic() - t0
+                if proc:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(60)
+                cpu = srv.finish()
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                tool = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                r = {"name": name, "round": round_no, "segments": n, "wall_s": round(wall, 2),
+                     "segments_s": round(n / wall, 1), "cpu_s": round(cpu + tool, 2),
+                     "load": round(os.getloadavg()[0], 1)}
+                self.results["wal"].append(r)
+                log(f"wal {name} (round {round_no}): {n} segments in {r['wall_s']}s = {r['segments_s']}/s, "
+                    f"cpu {r['cpu_s']}s, load {r['load']}")
 
     def report(self):
         print("\n| backup | wall s | MB/s | stored MB | ratio | CPU s (client + server) |")
@@ -418,10 +442,11 @@ pg1-user=postgres
         print("|---|---:|---:|---:|")
         for r in self.results["restore"]:
             print(f"| {r['name']} | {r['wall_s']} | {r['mb_s']} | {r['cpu_s']} |")
-        print("\n| WAL archiving after a burst | segments | wall s | segments/s | server-side CPU s |")
-        print("|---|---:|---:|---:|---:|")
+        print("\n| WAL archiving after a burst | round | segments | wall s | segments/s | CPU s | load |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for r in self.results["wal"]:
-            print(f"| {r['name']} | {r['segments']} | {r['wall_s']} | {r['segments_s']} | {r['cpu_s']} |")
+            print(f"| {r['name']} | {r['round']} | {r['segments']} | {r['wall_s']} | {r['segments_s']} | "
+                  f"{r['cpu_s']} | {r['load']} |")
 
 
 def main():
@@ -432,6 +457,8 @@ def main():
     ap.add_argument("--burst", type=int, default=64, help="WAL segments in the archiving burst")
     ap.add_argument("--workdir", default="/var/tmp/tandem-bench-backup")
     ap.add_argument("--only", default="backup,restore,wal")
+    ap.add_argument("--wal-rounds", type=int, default=3, help="rounds of the WAL methods (interleaved)")
+    ap.add_argument("--wal-methods", default="", help="comma-separated 1-based subset of the WAL methods")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (and the database) afterwards")
     ap.add_argument("--reuse", action="store_true", help="reuse a database a --keep run left in --workdir")
     args = ap.parse_args()
@@ -449,7 +476,9 @@ def main():
             b.bench_wal()
         b.results["machine"] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
         b.results["db_mb"] = round(b.db_bytes / 1e6)
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json"), "w") as f:
+        # A partial run (--only) does not overwrite the figures of a full one.
+        out = "results.json" if set(only) == {"backup", "restore", "wal"} else f"results-{'-'.join(only)}.json"
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), out), "w") as f:
             json.dump(b.results, f, indent=2)
         b.report()
     finally:

@@ -1,6 +1,7 @@
 #include "backup/wal_archive.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -283,16 +284,31 @@ const char* to_string(PushOutcome o) {
 }
 
 Result<std::string> file_sha256(const std::string& path) {
-  FileReader reader;
-  if (auto s = reader.open(path); !s) return s.error();
-  storage::Sha256Stream sha;
-  for (;;) {
-    auto b = reader.next();
-    if (!b) return b.error();
-    if (b->empty()) break;
-    sha.update(*b);
+  // Mapped (pages populated in one go): no copy and no per-page faults on a fresh buffer,
+  // which is most of the cost of acknowledging a segment from the spool.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    Errc code = errno == ENOENT ? Errc::not_found : Errc::io;
+    return make_error(code, "cannot open {}: {}", path, std::strerror(errno));
   }
-  return storage::to_hex(sha.finish());
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return make_error(Errc::io, "cannot stat {}: {}", path, std::strerror(err));
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    return storage::sha256_hex({});
+  }
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  int err = errno;
+  ::close(fd);
+  if (map == MAP_FAILED) return make_error(Errc::io, "cannot map {}: {}", path, std::strerror(err));
+  std::string hex = storage::sha256_hex(std::string_view(static_cast<const char*>(map), size));
+  ::munmap(map, size);
+  return hex;
 }
 
 Result<PushedFile> push_wal_path(storage::ObjectStore& store, const storage::Keyring& keyring, const std::string& path,
