@@ -10,6 +10,7 @@
 //    archived WAL (not pg_basebackup), streaming again with identical data; refused on the
 //    leader and when the repository holds no backup.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -24,6 +25,7 @@
 
 #include "base/process.hpp"
 #include "testkit/deployment.hpp"
+#include "testkit/s3_server.hpp"
 #include "testkit/testkit.hpp"
 
 namespace tandem {
@@ -248,6 +250,39 @@ TEST(BackupDeploy, UpFromBackupToTimeBetweenTwoCommitsGivesExactlyTheFirst) {
                                   60s, 200ms));
   // The old deployment keeps commit B.
   EXPECT_EQ(scalar(old, old_leader, "SELECT count(*) FROM items WHERE id > 100000"), "2");
+}
+
+TEST(BackupDeploy, UpFromBackupOfAnS3RepositoryIntoAFileRepository) {
+  testkit::S3Server s3({"tandem"});
+  testkit::TempDir secrets("tandem-s3-creds");
+  std::string creds = secrets.sub("s3.ini");
+  {
+    std::ofstream out(creds);
+    out << "[default]\naws_access_key_id = " << testkit::S3Server::kAccessKey
+        << "\naws_secret_access_key = " << testkit::S3Server::kSecretKey << "\n";
+  }
+  auto pg = lookup_user("postgres");
+  ASSERT_TRUE(pg);
+  ASSERT_EQ(::chmod(creds.c_str(), 0600), 0);
+  ASSERT_EQ(::chown(creds.c_str(), pg->first, pg->second), 0);
+  std::string url = "s3://tandem/old?endpoint=" + s3.endpoint() + "&region=us-east-1";
+  testkit::Deployment old(from_backup({"--backup-store", url, "--backup-credentials-file", creds}));
+  std::string old_leader = seed_and_backup(old);
+  ASSERT_FALSE(old_leader.empty());
+  ASSERT_TRUE(old.exec(old_leader, "INSERT INTO items VALUES (100001, 'after the backup')"));
+  switch_and_wait_archived(old, old_leader);
+  std::string old_sum = scalar(old, old_leader, kChecksum);
+
+  // The old directory names the S3 repository, its key and credentials.
+  testkit::Deployment d(from_backup({"--from-backup", old.dir()}));
+  std::string leader = d.wait_leader(60s);
+  ASSERT_FALSE(leader.empty());
+  EXPECT_EQ(scalar(d, leader, kChecksum), old_sum);
+  ASSERT_TRUE(d.wait_streaming(d.other(leader), 120s));
+  auto info = nlohmann::json::parse(read_text(d.dir() + "/deployment.json"));
+  EXPECT_EQ(info.at("restored_from").at("store").get<std::string>(), url);
+  EXPECT_EQ(info.at("backups").at("store").get<std::string>(), "file://" + d.dir() + "/backups");
+  EXPECT_TRUE(testkit::wait_until([&] { return fs::exists(d.dir() + "/backups/wal/00000002.history"); }, 60s, 200ms));
 }
 
 TEST(BackupDeploy, UpFromBackupRefusesBadSourcesBeforeCreatingAnything) {
