@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "base/process.hpp"
@@ -40,10 +42,13 @@ void WalArchiverSupervisor::loop() {
     bool leader = leader_;
     if (child_ > 0) {
       if (auto st = try_reap(child_)) {
+        bool fast = Steady::now() - started_ < std::chrono::seconds(10);
+        delay_ =
+            fast && delay_.count() > 0 ? std::min(delay_ * 2, std::chrono::milliseconds(60000)) : opts_.restart_delay;
         spdlog::warn("WAL archiver (pid {}) exited ({}); restarting it in {} ms, see {}", child_, st->describe(),
-                     opts_.restart_delay.count(), opts_.log_path);
+                     delay_.count(), opts_.log_path);
         child_ = -1;
-        next_start_ = Steady::now() + opts_.restart_delay;
+        next_start_ = Steady::now() + delay_;
       } else if (!leader) {
         spdlog::info("WAL archiver: no longer the leader, stopping it (pid {})", child_);
         stop_child();
@@ -57,6 +62,7 @@ void WalArchiverSupervisor::loop() {
       auto pid = spawn(so);
       if (pid) {
         child_ = *pid;
+        started_ = Steady::now();
         spdlog::info("WAL archiver started (pid {}, output in {})", child_, opts_.log_path);
       } else {
         spdlog::error("cannot start the WAL archiver: {}", pid.error().message);

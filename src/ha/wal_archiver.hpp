@@ -4,9 +4,9 @@
 // PostgreSQL runs as primary, so ready WAL files are pushed in parallel ahead of
 // archive_command, which then acknowledges them at once. The child runs as PostgreSQL's OS
 // user, like archive_command, so both read and write the same spool and file store; a
-// crash in it never takes the agent down. It is restarted after a short delay when it
-// exits while we lead, and stopped (SIGTERM, pushes in flight complete) when we stop
-// leading; archive_command keeps working without it (it pushes every file itself).
+// crash in it never takes the agent down. It is restarted after a delay when it exits
+// while we lead (doubling up to a minute while it keeps exiting within 10 s), and stopped (SIGTERM, pushes in flight
+// complete) when we stop leading; archive_command keeps working without it (it pushes every file itself).
 //
 // Owned by `tandem agent` (created before Agent::run(), destroyed after it returns). The
 // HA thread only calls set_leader(); the child is spawned, watched and stopped on the
@@ -54,7 +54,9 @@ class WalArchiverSupervisor {
   std::thread thread_;
   // Supervisor thread only.
   pid_t child_ = -1;
+  Steady::time_point started_{};
   Steady::time_point next_start_{};
+  std::chrono::milliseconds delay_{0};  // doubles (up to a minute) while the child keeps failing fast
 };
 
 }  // namespace tandem::ha
