@@ -191,7 +191,7 @@ void AsyncArchiver::push_one(storage::ObjectStore& store, const std::string& nam
   set_spool_marker(opts_.spool_dir, name);
   auto pushed = push_wal_path(store, repo_->keyring(), opts_.data_dir + "/pg_wal/" + name, opts_.seal, true);
   Status recorded;
-  if (pushed) recorded = write_spool_entry(opts_.spool_dir, name, pushed->sha256, opts_.repo.store_url);
+  if (pushed) recorded = write_spool_entry(opts_.spool_dir, name, pushed->fingerprint, opts_.repo.store_url);
   clear_spool_marker(opts_.spool_dir, name);
   std::lock_guard lk(m_);
   if (pushed && recorded) {

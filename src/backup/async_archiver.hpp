@@ -3,7 +3,7 @@
 // *.ready) into the repository in the background, several at once, ahead of PostgreSQL's
 // archive_command, and records each durable store in the wal-push spool (wal_spool.hpp).
 // archive_command (`tandem wal-push`) then acknowledges such a file at once when the spool
-// entry names the same content (SHA-256) and store, and waits for a file the archiver is
+// entry names the same content (keyed MAC, SpoolMac) and store, and waits for a file the archiver is
 // pushing right now; anything else it pushes itself, as without an archiver. So the
 // archive guarantees stay those of wal_archive.hpp, while PostgreSQL's one-file-at-a-time
 // archiver no longer waits for compression, encryption and the store per file.

@@ -13,7 +13,6 @@
 #include <thread>
 
 #include "backup/wal_spool.hpp"
-#include "storage/digest.hpp"
 
 namespace tandem::backup {
 
@@ -90,9 +89,9 @@ class BytesReader final : public BlockReader {
 };
 
 // Compares the archived object `key` with the reader's bytes, streaming both; hashes the
-// local bytes into `sha` on the way when given. True when identical.
+// local bytes into `mac` on the way when given. True when identical.
 Result<bool> same_as_stored(storage::ObjectStore& store, const storage::Keyring& keyring, const std::string& name,
-                            const std::string& key, BlockReader& reader, storage::Sha256Stream* sha) {
+                            const std::string& key, BlockReader& reader, SpoolMac* mac) {
   if (auto s = reader.rewind(); !s) return s.error();
   std::string_view cur;
   bool differs = false;
@@ -104,7 +103,7 @@ Result<bool> same_as_stored(storage::ObjectStore& store, const storage::Keyring&
       return false;
     }
     cur = *b;
-    if (sha != nullptr) sha->update(cur);
+    if (mac != nullptr) mac->update(cur);
     return true;
   };
   auto unseal = storage::UnsealReader::create(
@@ -139,9 +138,9 @@ Result<bool> same_as_stored(storage::ObjectStore& store, const storage::Keyring&
   return cur.empty();
 }
 
-// Seals the reader's bytes into `key` as one streamed put; hashes them into `sha` when given.
+// Seals the reader's bytes into `key` as one streamed put; feeds them to `mac` when given.
 Status seal_into_store(storage::ObjectStore& store, const storage::Kek& kek, const std::string& key,
-                       BlockReader& reader, const storage::SealOptions& seal, storage::Sha256Stream* sha) {
+                       BlockReader& reader, const storage::SealOptions& seal, SpoolMac* mac) {
   if (auto s = reader.rewind(); !s) return s;
   std::string pending;  // sealed bytes not yet handed to the store
   size_t pos = 0;
@@ -165,7 +164,7 @@ Status seal_into_store(storage::ObjectStore& store, const storage::Kek& kek, con
         if (auto s = w.finish(); !s) return s.error();
         done = true;
       } else {
-        if (sha != nullptr) sha->update(*block);
+        if (mac != nullptr) mac->update(*block);
         if (auto s = w.write(*block); !s) return s.error();
       }
     }
@@ -179,14 +178,14 @@ Status seal_into_store(storage::ObjectStore& store, const storage::Kek& kek, con
 
 // The archive rules for one file: compare with an archived copy, or seal and store.
 Result<PushOutcome> push_from(storage::ObjectStore& store, const storage::Keyring& keyring, const std::string& name,
-                              BlockReader& reader, const storage::SealOptions& seal, storage::Sha256Stream* sha) {
+                              BlockReader& reader, const storage::SealOptions& seal, SpoolMac* mac) {
   if (!classify_wal_file(name))
     return make_error(Errc::invalid_argument, "'{}' is not the name of a WAL segment or history file", name);
   std::string key = wal_key(name);
   auto existing = store.head(key);
   if (!existing) return existing.error();
   if (existing->has_value()) {
-    auto same = same_as_stored(store, keyring, name, key, reader, sha);
+    auto same = same_as_stored(store, keyring, name, key, reader, mac);
     if (!same) return same.error();
     if (*same) return PushOutcome::already_archived;
     return make_error(Errc::conflict,
@@ -194,7 +193,7 @@ Result<PushOutcome> push_from(storage::ObjectStore& store, const storage::Keyrin
                       "refusing to overwrite it: is another cluster archiving into the same store?",
                       name, store.url(), (*existing)->size);
   }
-  if (auto s = seal_into_store(store, keyring.active(), key, reader, seal, sha); !s)
+  if (auto s = seal_into_store(store, keyring.active(), key, reader, seal, mac); !s)
     return make_error(s.error().code, "archiving WAL file {} to {} failed: {}", name, store.url(), s.error().message);
   return PushOutcome::stored;
 }
@@ -283,9 +282,10 @@ const char* to_string(PushOutcome o) {
   return "?";
 }
 
-Result<std::string> file_sha256(const std::string& path) {
-  // Mapped (pages populated in one go): no copy and no per-page faults on a fresh buffer,
-  // which is most of the cost of acknowledging a segment from the spool.
+Result<std::string> file_fingerprint(const std::string& path, const storage::Kek& kek, const std::string& nonce_hex) {
+  auto mac = SpoolMac::create(kek, nonce_hex);
+  if (!mac) return mac.error();
+  // Mapped (pages populated in one go): no copy and no per-page faults on a fresh buffer.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     Errc code = errno == ENOENT ? Errc::not_found : Errc::io;
@@ -298,27 +298,39 @@ Result<std::string> file_sha256(const std::string& path) {
     return make_error(Errc::io, "cannot stat {}: {}", path, std::strerror(err));
   }
   const size_t size = static_cast<size_t>(st.st_size);
-  if (size == 0) {
-    ::close(fd);
-    return storage::sha256_hex({});
+  if (size > 0) {
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    int err = errno;
+    if (map == MAP_FAILED) {
+      ::close(fd);
+      return make_error(Errc::io, "cannot map {}: {}", path, std::strerror(err));
+    }
+    (*mac)->update(std::string_view(static_cast<const char*>(map), size));
+    ::munmap(map, size);
   }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-  int err = errno;
   ::close(fd);
-  if (map == MAP_FAILED) return make_error(Errc::io, "cannot map {}: {}", path, std::strerror(err));
-  std::string hex = storage::sha256_hex(std::string_view(static_cast<const char*>(map), size));
-  ::munmap(map, size);
-  return hex;
+  return (*mac)->finish();
 }
 
 Result<PushedFile> push_wal_path(storage::ObjectStore& store, const storage::Keyring& keyring, const std::string& path,
-                                 const storage::SealOptions& seal, bool hash) {
+                                 const storage::SealOptions& seal, bool fingerprint) {
   FileReader reader;
   if (auto s = reader.open(path); !s) return s.error();
-  storage::Sha256Stream sha;
-  auto outcome = push_from(store, keyring, base_name(path), reader, seal, hash ? &sha : nullptr);
+  std::unique_ptr<SpoolMac> mac;
+  if (fingerprint) {
+    auto m = SpoolMac::create(keyring.active());
+    if (!m) return m.error();
+    mac = std::move(*m);
+  }
+  auto outcome = push_from(store, keyring, base_name(path), reader, seal, mac.get());
   if (!outcome) return outcome.error();
-  return PushedFile{*outcome, hash ? storage::to_hex(sha.finish()) : std::string()};
+  PushedFile pushed{*outcome, {}};
+  if (mac) {
+    auto fp = mac->finish();
+    if (!fp) return fp.error();
+    pushed.fingerprint = std::move(*fp);
+  }
+  return pushed;
 }
 
 Result<PushOutcome> push_wal_bytes(storage::ObjectStore& store, const storage::Keyring& keyring,
@@ -337,17 +349,14 @@ Result<PushResult> push_wal_file(Repo& repo, const std::string& path, const Push
   const std::string& url = repo.config().store_url;
   PushResult result;
 
-  // Stored ahead of us (archiver or read-ahead)? Only a matching entry counts.
-  std::string sha;
+  // Stored ahead of us (archiver or read-ahead)? Only an entry naming this store whose
+  // MAC matches the file's bytes counts.
   auto acknowledged = [&]() -> Result<bool> {
-    std::error_code ec;
-    if (!fs::exists(spool + "/" + name, ec)) return false;
-    if (sha.empty()) {
-      auto h = file_sha256(path);
-      if (!h) return h.error();
-      sha = *h;
-    }
-    if (!spool_entry_matches(spool, name, sha, url)) return false;
+    auto nonce = spool_entry_nonce(spool, name, url);
+    if (!nonce) return false;
+    auto fp = file_fingerprint(path, repo.keyring().active(), *nonce);
+    if (!fp) return fp.error();
+    if (!spool_entry_matches(spool, name, *fp, url)) return false;
     // A running archiver drops the entry once PostgreSQL marked the file done; dropping it
     // here, before PostgreSQL does, would make the archiver push the file once more.
     if (!spool_archiver_running(spool)) remove_spool_entry(spool, name);
@@ -401,7 +410,7 @@ Result<PushResult> push_wal_file(Repo& repo, const std::string& path, const Push
       if (!store) return;
       auto pushed = push_wal_path(**store, repo.keyring(), wal_dir + "/" + extra[i], options.seal);
       if (!pushed) return;
-      done[i] = write_spool_entry(spool, extra[i], pushed->sha256, url).ok();
+      done[i] = write_spool_entry(spool, extra[i], pushed->fingerprint, url).ok();
     });
   }
   auto pushed = push_wal_path(repo.store(), repo.keyring(), path, options.seal, false);

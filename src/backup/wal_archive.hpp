@@ -5,7 +5,7 @@
 // Guarantees:
 //  * push returns success only after the object is durably stored (ObjectStore::put), or
 //    when a spool entry (wal_spool.hpp) written after such a store names exactly this
-//    content (SHA-256) and this store;
+//    content (a keyed MAC of the bytes) and this store;
 //  * pushing a file whose archived copy is identical succeeds (PostgreSQL retries after a
 //    crash); a different file under the same name is refused with Errc::conflict naming
 //    the file and the store;
@@ -14,8 +14,8 @@
 //    make PostgreSQL stop instead of ending recovery early. The destination is written to
 //    a temporary file and renamed into place only after the whole object verified.
 //
-// A push reads the file once, in 1 MiB blocks: each block is hashed (SHA-256), compressed
-// and sealed, and the sealed stream goes straight into the store (no whole-file buffers).
+// A push reads the file once, in 1 MiB blocks: each block is fingerprinted (SpoolMac, when
+// asked for), compressed and sealed, and the sealed stream goes straight into the store (no whole-file buffers).
 // Comparing with an archived copy streams and opens it block by block in the same way.
 //
 // Ahead of PostgreSQL: an AsyncArchiver (async_archiver.hpp) pushes ready files in the
@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "backup/repo.hpp"
+#include "backup/wal_spool.hpp"
 #include "base/result.hpp"
 #include "storage/crypto.hpp"
 
@@ -64,24 +65,25 @@ struct PushResult {
 // Archives the file at `path` (pg_wal/<name> as PostgreSQL passes %p) under wal/<name>.
 Result<PushResult> push_wal_file(Repo& repo, const std::string& path, const PushOptions& options = {});
 
-// A file pushed from disk: what happened, and the SHA-256 (hex) of the bytes pushed (or compared).
+// A file pushed from disk: what happened, and the spool fingerprint (SpoolMac::finish, with a
+// fresh nonce) of the bytes pushed or compared.
 struct PushedFile {
   PushOutcome outcome = PushOutcome::stored;
-  std::string sha256;
+  std::string fingerprint;
 };
 
 // Pushes the file at `path` as wal/<its name> on `store` (identical/conflict rules above),
-// hashing the bytes on the same pass when `hash` (PushedFile::sha256 stays empty otherwise).
+// fingerprinting the bytes on the same pass when `fingerprint` (else it stays empty).
 Result<PushedFile> push_wal_path(storage::ObjectStore& store, const storage::Keyring& keyring, const std::string& path,
-                                 const storage::SealOptions& seal = kWalSealOptions, bool hash = true);
+                                 const storage::SealOptions& seal = kWalSealOptions, bool fingerprint = true);
 
 // Stores `data` as wal/<name> on `store`, with the identical/conflict rules above.
 Result<PushOutcome> push_wal_bytes(storage::ObjectStore& store, const storage::Keyring& keyring,
                                    const std::string& name, std::string_view data,
                                    const storage::SealOptions& seal = kWalSealOptions);
 
-// SHA-256 (hex) of a file, read in blocks.
-Result<std::string> file_sha256(const std::string& path);
+// The spool fingerprint of a file under the nonce of an entry (SpoolMac::finish).
+Result<std::string> file_fingerprint(const std::string& path, const storage::Kek& kek, const std::string& nonce_hex);
 
 // Restores wal/<name> to `dest_path` (temporary file + fsync + rename). Errc::not_found
 // only when the object does not exist.

@@ -15,7 +15,7 @@
 
 #include <gtest/gtest.h>
 
-#include "storage/digest.hpp"
+#include "storage/keyring.hpp"
 
 namespace tandem::backup {
 namespace {
@@ -106,15 +106,47 @@ class AsyncArchiverTest : public ::testing::Test {
 };
 
 TEST_F(AsyncArchiverTest, SpoolEntryMatchesOnlyTheSameContentAndStore) {
-  ASSERT_TRUE(write_spool_entry(spool(), "000000010000000000000001", "ab12", "file:///a").ok());
-  EXPECT_TRUE(spool_entry_matches(spool(), "000000010000000000000001", "ab12", "file:///a"));
-  EXPECT_FALSE(spool_entry_matches(spool(), "000000010000000000000001", "ab13", "file:///a"));
-  EXPECT_FALSE(spool_entry_matches(spool(), "000000010000000000000001", "ab12", "file:///b"));
-  EXPECT_FALSE(spool_entry_matches(spool(), "000000010000000000000002", "ab12", "file:///a"));
-  write(dir_ / "spool" / "000000010000000000000001", "v1 ab12 file:///a\nextra");
-  EXPECT_FALSE(spool_entry_matches(spool(), "000000010000000000000001", "ab12", "file:///a"));
-  remove_spool_entry(spool(), "000000010000000000000001");
-  EXPECT_FALSE(has_entry("000000010000000000000001"));
+  const std::string name = "000000010000000000000001";
+  auto p = ready(name, 1);
+  auto mac = SpoolMac::create(repo_->keyring().active());
+  ASSERT_TRUE(mac.ok());
+  (*mac)->update(read(p));
+  auto fp = (*mac)->finish();
+  ASSERT_TRUE(fp.ok());
+  ASSERT_TRUE(write_spool_entry(spool(), name, *fp, "file:///a").ok());
+  EXPECT_TRUE(spool_entry_matches(spool(), name, *fp, "file:///a"));
+  EXPECT_FALSE(spool_entry_matches(spool(), name, *fp, "file:///b"));
+  EXPECT_FALSE(spool_entry_matches(spool(), "000000010000000000000002", *fp, "file:///a"));
+  // The file's MAC under the entry's nonce is the entry's; other bytes or another key are not.
+  auto nonce = spool_entry_nonce(spool(), name, "file:///a");
+  ASSERT_TRUE(nonce.has_value());
+  EXPECT_FALSE(spool_entry_nonce(spool(), name, "file:///b").has_value());
+  auto again = file_fingerprint(p.string(), repo_->keyring().active(), *nonce);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *fp);
+  write(p, wal_bytes(256 * 1024, 2));
+  auto changed = file_fingerprint(p.string(), repo_->keyring().active(), *nonce);
+  ASSERT_TRUE(changed.ok());
+  EXPECT_NE(*changed, *fp);
+  auto other_key = storage::Kek::generate();
+  ASSERT_TRUE(other_key.ok());
+  write(p, read(dir_ / "pg" / "pg_wal" / name));
+  auto keyed = file_fingerprint(p.string(), *other_key, *nonce);
+  ASSERT_TRUE(keyed.ok());
+  EXPECT_NE(*keyed, *fp);
+  // A fresh MAC of the same bytes has its own nonce, hence another fingerprint.
+  auto fresh = SpoolMac::create(repo_->keyring().active());
+  ASSERT_TRUE(fresh.ok());
+  (*fresh)->update(read(p));
+  auto fp2 = (*fresh)->finish();
+  ASSERT_TRUE(fp2.ok());
+  EXPECT_NE(fp2->substr(0, 24), fp->substr(0, 24));
+  // A damaged entry never matches.
+  write(dir_ / "spool" / name, "v2 " + *fp + " file:///a\nextra");
+  EXPECT_FALSE(spool_entry_matches(spool(), name, *fp, "file:///a"));
+  EXPECT_FALSE(spool_entry_nonce(spool(), name, "file:///a").has_value());
+  remove_spool_entry(spool(), name);
+  EXPECT_FALSE(has_entry(name));
 }
 
 TEST_F(AsyncArchiverTest, TheLockAdmitsOneArchiverAndMarkersCountOnlyWhileItIsHeld) {
@@ -194,9 +226,12 @@ TEST_F(AsyncArchiverTest, AStaleEntryNeverAcknowledgesDifferentContentOrAnotherS
   // An entry naming another store does not count: the file is pushed to this one.
   const std::string other = "000000010000000000000011";
   auto q = ready(other, 3);
-  auto sha = file_sha256(q.string());
-  ASSERT_TRUE(sha.ok());
-  ASSERT_TRUE(write_spool_entry(spool(), other, *sha, "file:///elsewhere").ok());
+  auto mac = SpoolMac::create(repo_->keyring().active());
+  ASSERT_TRUE(mac.ok());
+  (*mac)->update(read(q));
+  auto fp = (*mac)->finish();
+  ASSERT_TRUE(fp.ok());
+  ASSERT_TRUE(write_spool_entry(spool(), other, *fp, "file:///elsewhere").ok());
   auto pushed = push_wal_file(*repo_, q.string(), push_options());
   ASSERT_TRUE(pushed.ok()) << pushed.error().to_string();
   EXPECT_EQ(pushed->outcome, PushOutcome::stored);
@@ -214,7 +249,7 @@ TEST_F(AsyncArchiverTest, ArchiveCommandWaitsForAFileTheArchiverIsPushing) {
   // The "archiver" stores the file, records it, then clears its marker.
   auto pushed = push_wal_path(repo_->store(), repo_->keyring(), p.string());
   ASSERT_TRUE(pushed.ok()) << pushed.error().to_string();
-  ASSERT_TRUE(write_spool_entry(spool(), name, pushed->sha256, rc_.store_url).ok());
+  ASSERT_TRUE(write_spool_entry(spool(), name, pushed->fingerprint, rc_.store_url).ok());
   clear_spool_marker(spool(), name);
   pg.join();
   ASSERT_TRUE(r.ok()) << r.error().to_string();
