@@ -251,9 +251,27 @@ pg1-user=postgres
             return
         self.s3_port = free_port()
         os.makedirs(f"{self.work}/s3", exist_ok=True)
+        # HTTPS, as S3 is used in practice (and as pgBackRest requires): a CA of the bench's
+        # own and a certificate for 127.0.0.1; tandem verifies it through ?ca_file=.
+        tls = f"{self.work}/s3-tls"
+        os.makedirs(tls, exist_ok=True)
+        with open(f"{tls}/san.ext", "w") as f:
+            f.write("subjectAltName = IP:127.0.0.1\n")
+        for cmd in (["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                     "-days", "2", "-subj", "/CN=bench S3 CA", "-keyout", f"{tls}/ca.key", "-out", f"{tls}/ca.crt"],
+                    ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
+                     "/CN=127.0.0.1", "-keyout", f"{tls}/server.key", "-out", f"{tls}/server.csr"],
+                    ["openssl", "x509", "-req", "-in", f"{tls}/server.csr", "-CA", f"{tls}/ca.crt", "-CAkey",
+                     f"{tls}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{tls}/san.ext", "-out",
+                     f"{tls}/server.crt"]):
+            run(cmd)
+        os.chmod(f"{tls}/ca.crt", 0o644)
+        os.chmod(tls, 0o755)
+        self.s3_ca = f"{tls}/ca.crt"
         env = dict(os.environ, NODE_PATH=f"{self.args.root}/node_modules")
         self.s3 = subprocess.Popen([node, "--openssl-legacy-provider", f"{self.args.root}/scripts/s3rver.js", "--dir",
-                                    f"{self.work}/s3", "--port", str(self.s3_port), "--bucket", "tandem"],
+                                    f"{self.work}/s3", "--port", str(self.s3_port), "--bucket", "tandem", "--key",
+                                    f"{tls}/server.key", "--cert", f"{tls}/server.crt"],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                    cwd=self.args.root)
         line = self.s3.stdout.readline()
@@ -269,16 +287,18 @@ pg1-user=postgres
             shutil.rmtree(self.work, ignore_errors=True)
 
     # ---------- backups ----------
+    def s3_url(self):
+        return f"s3://tandem/bench?endpoint=https://127.0.0.1:{self.s3_port}&ca_file={self.s3_ca}"
+
     def repo_args(self, s3):
         if s3:
-            return ["--store", f"s3://tandem/bench?endpoint=http://127.0.0.1:{self.s3_port}", "--key-file", self.key,
-                    "--credentials-file", self.creds]
+            return ["--store", self.s3_url(), "--key-file", self.key, "--credentials-file", self.creds]
         return ["--store", f"file://{self.work}/repo-file", "--key-file", self.key]
 
     def tandem_archive_command(self):
         cmds = [" ".join([self.tandem, "wal-push"] + self.repo_args(False) + ["%p"])]
         if self.s3:
-            url = f"s3://tandem/bench?endpoint=http://127.0.0.1:{self.s3_port}"
+            url = self.s3_url()
             cmds.append(f"{self.tandem} wal-push --store \"{url}\" --key-file {self.key} "
                         f"--credentials-file {self.creds} %p")
         return " && ".join(cmds)
@@ -301,7 +321,8 @@ pg1-user=postgres
         self.tandem_ids = {}
         variants = [(False, [], "tandem file://"), (False, ["--zstd-workers", "2"], "tandem file:// zstd workers=2")]
         if self.s3:
-            variants += [(True, [], "tandem s3rver"), (True, ["--zstd-workers", "2"], "tandem s3rver zstd workers=2")]
+            variants += [(True, [], "tandem s3rver https"),
+                         (True, ["--zstd-workers", "2"], "tandem s3rver https zstd workers=2")]
         for s3, extra, name in variants:
             m = measure([self.tandem, "backup", "create", "--json", "--pg-host", self.sock, "--pg-port",
                          str(self.port), "--pg-user", "postgres"] + extra + self.repo_args(s3))
@@ -348,7 +369,7 @@ pg1-user=postgres
         for s3, bid in self.tandem_ids.items():
             target = f"{base}/tandem-{'s3' if s3 else 'file'}"
             m = measure([self.tandem, "backup", "extract", bid, target] + self.repo_args(s3))
-            self.record_restore("tandem s3rver" if s3 else "tandem file://", m, target)
+            self.record_restore("tandem s3rver https" if s3 else "tandem file://", m, target)
         for label, out in self.pgbb_dirs.items():
             target = f"{base}/pgbb"
             os.makedirs(target)
