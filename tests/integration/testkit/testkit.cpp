@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <set>
@@ -37,7 +39,13 @@ int free_port_range(int count) {
   std::lock_guard lock(g_mu);
   std::random_device rd;
   std::mt19937 rng(rd() ^ static_cast<unsigned>(getpid()));
-  std::uniform_int_distribution<int> dist(20000, 59000);
+  // Below the kernel's ephemeral range: a port from that range can be taken at any time as
+  // the local port of some outgoing connection, and a member we kill and restart (an etcd
+  // member, PostgreSQL) must find its port still free.
+  int ephemeral_low = 32768;
+  if (std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range"); range) range >> ephemeral_low;
+  const int high = std::max(10001, ephemeral_low - count - 1);
+  std::uniform_int_distribution<int> dist(std::min(10000, high - 1), high);
   for (int attempt = 0; attempt < 1000; ++attempt) {
     int base = dist(rng);
     bool ok = true;
