@@ -106,18 +106,31 @@ Result<pid_t> spawn(const SpawnOptions& opts) {
     return make_error(Errc::io, "pipe: {}", strerror(errno));
   }
 
+  // Closed by a successful exec (CLOEXEC); carries errno when exec fails. spawn() returns
+  // only once the child runs the new program, so /proc/<pid>/cmdline already names it.
+  int exec_pipe[2] = {-1, -1};
+  if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+    close(out_fd);
+    close(in_pipe[0]);
+    close(in_pipe[1]);
+    return make_error(Errc::io, "pipe: {}", strerror(errno));
+  }
+
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     close(out_fd);
     close(in_pipe[0]);
     close(in_pipe[1]);
+    close(exec_pipe[0]);
+    close(exec_pipe[1]);
     return make_error(Errc::io, "fork: {}", strerror(errno));
   }
   if (pid == 0) {
     // Child.
     if (dup2(in_pipe[0], 0) < 0) child_fail(out_fd, "dup2 stdin");
     if (dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0) child_fail(out_fd, "dup2 output");
+    if (dup2(exec_pipe[1], 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) != 0) child_fail(2, "dup2 exec pipe");
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -125,8 +138,9 @@ Result<pid_t> spawn(const SpawnOptions& opts) {
     if (opts.new_session) setsid();
     // Only stdin/stdout/stderr cross exec: sockets the parent opened without CLOEXEC
     // (an API listener, DCS connections) must not outlive it in a long-running child.
-    if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
-      for (int fd = 3; fd < 65536; ++fd) close(fd);
+    // (fd 3 is the exec-status pipe, closed by exec itself.)
+    if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0) {
+      for (int fd = 4; fd < 65536; ++fd) close(fd);
     }
     if (chdir(cwd.c_str()) != 0) child_fail(2, "chdir");
     if (ids) {
@@ -140,10 +154,25 @@ Result<pid_t> spawn(const SpawnOptions& opts) {
       if (getppid() != parent) _exit(126);  // the parent died before we armed the signal
     }
     execve(argv[0], argv.data(), envp.data());
+    const int exec_errno = errno;
+    (void)!write(3, &exec_errno, sizeof exec_errno);
     child_fail(2, argv[0]);
   }
   close(out_fd);
   close(in_pipe[0]);
+  close(exec_pipe[1]);
+  int exec_errno = 0;
+  ssize_t got;
+  do {
+    got = read(exec_pipe[0], &exec_errno, sizeof exec_errno);
+  } while (got < 0 && errno == EINTR);
+  close(exec_pipe[0]);
+  if (got == static_cast<ssize_t>(sizeof exec_errno)) {
+    close(in_pipe[1]);
+    int status = 0;
+    (void)waitpid(pid, &status, 0);
+    return make_error(Errc::io, "cannot run {}: {}", opts.argv[0], strerror(exec_errno));
+  }
   if (!opts.stdin_data.empty()) {
     const char* p = opts.stdin_data.data();
     size_t left = opts.stdin_data.size();

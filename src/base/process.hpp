@@ -25,7 +25,9 @@ struct SpawnOptions {
   std::string stdin_data;                  // written to the child's stdin (then closed)
 };
 
-// Starts a child; returns its pid.
+// Starts a child and returns its pid once it runs the new program (exec succeeded), so
+// /proc/<pid>/cmdline already shows argv. A program that cannot be executed is an io
+// error naming it (the child is reaped).
 Result<pid_t> spawn(const SpawnOptions& opts);
 
 struct ExitStatus {
