@@ -88,10 +88,10 @@ S3Server::S3Server(std::vector<std::string> buckets, bool https) : https_(https)
     // A CA and a server certificate for 127.0.0.1, with the openssl command line tool.
     const std::string d = dir_.path();
     const std::vector<std::vector<std::string>> steps = {
-        {"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-         "-subj", "/CN=tandem test S3 CA", "-keyout", d + "/ca.key", "-out", d + "/ca.crt"},
-        {"/usr/bin/openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
-         "-keyout", d + "/server.key", "-out", d + "/server.csr"},
+        {"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days",
+         "2", "-subj", "/CN=tandem test S3 CA", "-keyout", d + "/ca.key", "-out", d + "/ca.crt"},
+        {"/usr/bin/openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
+         "/CN=127.0.0.1", "-keyout", d + "/server.key", "-out", d + "/server.csr"},
         {"/usr/bin/openssl", "x509", "-req", "-in", d + "/server.csr", "-CA", d + "/ca.crt", "-CAkey", d + "/ca.key",
          "-CAcreateserial", "-days", "2", "-extfile", d + "/san.ext", "-out", d + "/server.crt"},
     };
