@@ -1,11 +1,16 @@
 #include "backup/recovery.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <filesystem>
 #include <sstream>
 
 #include <fmt/format.h>
+
+#include "base/process.hpp"
 
 namespace tandem::backup {
 
@@ -293,6 +298,66 @@ std::string pg_timestamp(Clock::time_point t) {
   gmtime_r(&secs, &tm);
   return fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                      tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string self_binary_path() {
+  std::error_code ec;
+  std::string self = fs::read_symlink("/proc/self/exe", ec).string();
+  if (ec) return "tandem";
+  if (self.ends_with(" (deleted)")) self.resize(self.size() - 10);
+  return self;
+}
+
+}  // namespace
+
+Result<RepoConfig> copy_repo_secrets(const RepoConfig& rc, const std::string& dir, const std::string& user) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return make_error(Errc::io, "cannot create {}: {}", dir, ec.message());
+  ::chmod(dir.c_str(), 0700);
+  RepoConfig out = rc;
+  int n = 0;
+  auto copy = [&](const std::string& from) -> Result<std::string> {
+    std::string to = fmt::format("{}/{}-{}", dir, n++, fs::path(from).filename().string());
+    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+    if (ec) return make_error(Errc::io, "cannot copy {}: {}", from, ec.message());
+    ::chmod(to.c_str(), 0600);
+    return to;
+  };
+  auto k = copy(rc.key_file);
+  if (!k) return k.error();
+  out.key_file = *k;
+  out.retired_key_files.clear();
+  for (const auto& f : rc.retired_key_files) {
+    auto r = copy(f);
+    if (!r) return r.error();
+    out.retired_key_files.push_back(*r);
+  }
+  if (!rc.credentials_file.empty()) {
+    auto c = copy(rc.credentials_file);
+    if (!c) return c.error();
+    out.credentials_file = *c;
+  }
+  if (auto s = chown_recursive(dir, user); !s) return s.error();
+  return out;
+}
+
+std::string wal_fetch_command(const RepoConfig& rc) {
+  std::string cmd = fmt::format("{} wal-fetch --store {} --key-file {}", shell_quote(self_binary_path()),
+                                shell_quote(rc.store_url), shell_quote(rc.key_file));
+  for (const auto& f : rc.retired_key_files) cmd += " --retired-key-file " + shell_quote(f);
+  if (!rc.credentials_file.empty()) cmd += " --credentials-file " + shell_quote(rc.credentials_file);
+  return cmd + " %f %p";
 }
 
 }  // namespace tandem::backup

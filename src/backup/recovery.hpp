@@ -79,4 +79,13 @@ std::vector<std::pair<std::string, std::string>> recovery_settings(const Recover
 // PostgreSQL's text form of a UTC time with microseconds: "2026-11-28 13:05:00.123456+00".
 std::string pg_timestamp(std::chrono::system_clock::time_point t);
 
+// Copies the key(s) and credentials file restore_command needs into `dir` (recreated,
+// mode 0700), owned by `user` with mode 0600: the replaying PostgreSQL runs as that user
+// and the originals may be root's. Returns `rc` pointing at the copies.
+Result<RepoConfig> copy_repo_secrets(const RepoConfig& rc, const std::string& dir, const std::string& user);
+
+// restore_command running this binary's `wal-fetch` against `rc` (missing = exit 1,
+// anything else aborts recovery), with %f %p for PostgreSQL.
+std::string wal_fetch_command(const RepoConfig& rc);
+
 }  // namespace tandem::backup

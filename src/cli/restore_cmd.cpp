@@ -30,62 +30,6 @@ struct RestoreArgs {
   bool plan_only = false;
 };
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string self_binary_path() {
-  std::error_code ec;
-  std::string self = fs::read_symlink("/proc/self/exe", ec).string();
-  if (ec) return "tandem";
-  if (self.ends_with(" (deleted)")) self.resize(self.size() - 10);
-  return self;
-}
-
-// Copies the files restore_command needs into a directory only `user` can read (the
-// replaying PostgreSQL runs as that user; the originals may be root's).
-Result<backup::RepoConfig> private_copy(const backup::RepoConfig& rc, const std::string& dir, const std::string& user) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return make_error(Errc::io, "cannot create {}: {}", dir, ec.message());
-  ::chmod(dir.c_str(), 0700);
-  backup::RepoConfig out = rc;
-  int n = 0;
-  auto copy = [&](const std::string& from) -> Result<std::string> {
-    std::string to = fmt::format("{}/{}-{}", dir, n++, fs::path(from).filename().string());
-    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
-    if (ec) return make_error(Errc::io, "cannot copy {}: {}", from, ec.message());
-    ::chmod(to.c_str(), 0600);
-    return to;
-  };
-  auto k = copy(rc.key_file);
-  if (!k) return k.error();
-  out.key_file = *k;
-  out.retired_key_files.clear();
-  for (const auto& f : rc.retired_key_files) {
-    auto r = copy(f);
-    if (!r) return r.error();
-    out.retired_key_files.push_back(*r);
-  }
-  if (!rc.credentials_file.empty()) {
-    auto c = copy(rc.credentials_file);
-    if (!c) return c.error();
-    out.credentials_file = *c;
-  }
-  if (auto s = chown_recursive(dir, user); !s) return s.error();
-  return out;
-}
-
-std::string fetch_command(const backup::RepoConfig& rc) {
-  std::string cmd = fmt::format("{} wal-fetch --store {} --key-file {}", shell_quote(self_binary_path()),
-                                shell_quote(rc.store_url), shell_quote(rc.key_file));
-  for (const auto& f : rc.retired_key_files) cmd += " --retired-key-file " + shell_quote(f);
-  if (!rc.credentials_file.empty()) cmd += " --credentials-file " + shell_quote(rc.credentials_file);
-  return cmd + " %f %p";
-}
-
 int run_restore(const RestoreArgs& a) {
   auto fail = [](const std::string& m) {
     std::cerr << "tandem restore: " << m << "\n";
@@ -118,11 +62,11 @@ int run_restore(const RestoreArgs& a) {
   std::string secrets = data_dir + ".restore-secrets";
   backup::RepoConfig fetch_rc = *rc;
   if (a.start) {
-    auto priv = private_copy(*rc, secrets, a.run_as);
+    auto priv = backup::copy_repo_secrets(*rc, secrets, a.run_as);
     if (!priv) return fail(priv.error().message);
     fetch_rc = *priv;
   }
-  o.restore_command = fetch_command(fetch_rc);
+  o.restore_command = backup::wal_fetch_command(fetch_rc);
   auto r = backup::restore(**repo, o);
   std::error_code ec;
   if (a.start) fs::remove_all(secrets, ec);

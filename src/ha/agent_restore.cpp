@@ -27,20 +27,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string self_binary_path() {
-  std::error_code ec;
-  std::string self = fs::read_symlink("/proc/self/exe", ec).string();
-  if (ec) return "tandem";
-  if (self.ends_with(" (deleted)")) self.resize(self.size() - 10);
-  return self;
-}
-
 backup::RepoConfig source_repo_config(const config::RestoreSourceConfig& src) {
   backup::RepoConfig rc;
   rc.store_url = src.store;
@@ -48,50 +34,6 @@ backup::RepoConfig source_repo_config(const config::RestoreSourceConfig& src) {
   rc.retired_key_files = src.retired_key_files;
   rc.credentials_file = src.credentials_file;
   return rc;
-}
-
-// Copies the key and credential files the replaying PostgreSQL's restore_command reads
-// into `dir`, owned by `user`, mode 0600 (the originals may be root's).
-Result<backup::RepoConfig> private_copy(const backup::RepoConfig& rc, const std::string& dir, const std::string& user) {
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  fs::create_directories(dir, ec);
-  if (ec) return make_error(Errc::io, "cannot create {}: {}", dir, ec.message());
-  ::chmod(dir.c_str(), 0700);
-  backup::RepoConfig out = rc;
-  int n = 0;
-  auto copy = [&](const std::string& from) -> Result<std::string> {
-    std::string to = fmt::format("{}/{}-{}", dir, n++, fs::path(from).filename().string());
-    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
-    if (ec) return make_error(Errc::io, "cannot copy {}: {}", from, ec.message());
-    ::chmod(to.c_str(), 0600);
-    return to;
-  };
-  auto key = copy(rc.key_file);
-  if (!key) return key.error();
-  out.key_file = *key;
-  out.retired_key_files.clear();
-  for (const auto& f : rc.retired_key_files) {
-    auto r = copy(f);
-    if (!r) return r.error();
-    out.retired_key_files.push_back(*r);
-  }
-  if (!rc.credentials_file.empty()) {
-    auto c = copy(rc.credentials_file);
-    if (!c) return c.error();
-    out.credentials_file = *c;
-  }
-  if (auto s = chown_recursive(dir, user); !s) return s.error();
-  return out;
-}
-
-// restore_command reading `rc` (wal-fetch: missing = 1, anything else aborts recovery).
-std::string fetch_command(const backup::RepoConfig& rc) {
-  std::string cmd = fmt::format("{} wal-fetch --store {} --key-file {}", quote(self_binary_path()), quote(rc.store_url),
-                                quote(rc.key_file));
-  for (const auto& f : rc.retired_key_files) cmd += " --retired-key-file " + quote(f);
-  if (!rc.credentials_file.empty()) cmd += " --credentials-file " + quote(rc.credentials_file);
-  return cmd + " %f %p";
 }
 
 // The replay ran with archive_mode = off, so the timeline history files it wrote when it
@@ -129,7 +71,7 @@ Status Agent::restore_for_bootstrap() {
   if (!repo) return make_error(repo.error().code, "source repository {}: {}", src.store, repo.error().message);
 
   std::string keys_dir = cfg_.run_dir + "/restore-source";
-  auto fetch_rc = private_copy(rc, keys_dir, cfg_.run_as);
+  auto fetch_rc = backup::copy_repo_secrets(rc, keys_dir, cfg_.run_as);
   if (!fetch_rc) return fetch_rc.error();
   backup::RestoreOptions o;
   o.target = *target;
@@ -138,7 +80,7 @@ Status Agent::restore_for_bootstrap() {
   o.run_as = cfg_.run_as;
   o.bin_dir = cfg_.bin_dir;
   o.start = true;
-  o.restore_command = fetch_command(*fetch_rc);
+  o.restore_command = backup::wal_fetch_command(*fetch_rc);
   o.progress = [](const std::string& line) { spdlog::info("restore: {}", line); };
   spdlog::info("bootstrapping from a backup in {} (target {})", src.store, target->describe());
   auto r = backup::restore(**repo, o);
