@@ -376,7 +376,24 @@ Status Agent::do_switchover(const std::string& candidate) {
       spdlog::info("switchover: waited {} ms for the archiver to catch up before the shutdown", waited);
     }
   }
-  spdlog::info("switchover: stopping PostgreSQL (fast) so {} receives every last WAL record", candidate);
+  // Synchronous replication to the candidate fences the hand-over: then every commit we
+  // acknowledged is already written on the candidate, and the key can go as soon as
+  // PostgreSQL has started its shutdown checkpoint (no client backend is left, no new
+  // connection is accepted) instead of after the checkpoint and the last WAL send.
+  bool sync_fence = false;
+  if (auto* c = local_conn()) {
+    auto w = pg::commits_wait_for(*c, candidate);
+    if (w) {
+      sync_fence = *w;
+    } else {
+      log_failure("checking synchronous replication to the candidate", w.error());
+    }
+  }
+  // From here on we are leaving: no scheduled backup may start against this server (the
+  // HA loop, which tells the observer each cycle, is busy here until the key is gone).
+  if (leader_observer_) leader_observer_(false);
+  spdlog::info("switchover: stopping PostgreSQL (fast) so {} receives every last WAL record{}", candidate,
+               sync_fence ? " (every commit waits for it: the key goes once no client backend is left)" : "");
   bool released = false;
   if (pm_started_ && pm_.request_stop(pg::StopMode::fast)) {
     expect_exit_ = true;
@@ -389,22 +406,34 @@ Status Agent::do_switchover(const std::string& candidate) {
     // What the postmaster still waits for then (the archiver's last segment) no longer
     // keeps the candidate from promoting.
     const auto deadline = SteadyClock::now() + Seconds(30);
+    //
+    // With the synchronous fence, "shutting down" in pg_control is enough: PostgreSQL
+    // writes it when its shutdown checkpoint starts, after every backend has exited and the
+    // WAL senders stopped taking commands. The candidate may then promote before it has the
+    // shutdown checkpoint; the old primary rejoins with pg_rewind as after any failover.
     while (!released && SteadyClock::now() < deadline && pm_.running()) {
-      if (pm_.walsender_count() == 0) {
-        auto cd = pg::read_control_file(cfg_.data_dir);
-        if (cd && cd->state == pg::ClusterState::shut_down) {
-          auto r = store_->release_leader(cfg_.name);
-          if (!r) {
-            spdlog::warn("switchover: cannot release the leader key yet: {}", r.error().message);
-            break;  // try again once PostgreSQL is down
-          }
-          released = true;
+      auto cd = pg::read_control_file(cfg_.data_dir);
+      const bool down = cd && cd->state == pg::ClusterState::shut_down;
+      const bool fenced = sync_fence && cd && (down || cd->state == pg::ClusterState::shutting_down);
+      if (fenced || (down && pm_.walsender_count() == 0)) {
+        auto r = store_->release_leader(cfg_.name);
+        if (!r) {
+          spdlog::warn("switchover: cannot release the leader key yet: {}", r.error().message);
+          break;  // try again once PostgreSQL is down
+        }
+        released = true;
+        if (fenced && !down) {
+          spdlog::info(
+              "switchover: PostgreSQL started its shutdown checkpoint (no client backend left, every acknowledged "
+              "commit is on {}); released the leader key while PostgreSQL finishes stopping",
+              candidate);
+        } else {
           spdlog::info(
               "switchover: PostgreSQL wrote its shutdown checkpoint at {} and no WAL sender is left; released the "
               "leader key for {} while PostgreSQL finishes stopping",
               cd->checkpoint_lsn.to_string(), candidate);
-          break;
         }
+        break;
       }
       std::this_thread::sleep_for(Millis(10));
     }

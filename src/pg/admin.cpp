@@ -79,4 +79,24 @@ Status wait_for_setting(Connection& conn, const std::string& name, const std::st
                     expected);
 }
 
+Result<bool> commits_wait_for(Connection& conn, const std::string& standby) {
+  // reset_val: the server's value for a session without its own SET (the agent sets none).
+  auto r = conn.exec(
+      "SELECT (SELECT reset_val FROM pg_settings WHERE name = 'synchronous_commit'),"
+      " EXISTS (SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'"
+      "         AND sync_state = 'sync'),"
+      " EXISTS (SELECT 1 FROM pg_db_role_setting, unnest(setconfig) AS c(s) WHERE c.s LIKE 'synchronous_commit=%'"
+      "         AND c.s NOT IN ('synchronous_commit=on', 'synchronous_commit=remote_write',"
+      "                         'synchronous_commit=remote_apply'))",
+      {standby});
+  if (!r) return r.error();
+  if (r->rows.size() != 1 || r->rows[0].size() != 3) {
+    return make_error(Errc::protocol, "unexpected answer to the synchronous commit query");
+  }
+  const auto& row = r->rows[0];
+  const std::string level = row[0].value_or("");
+  const bool waits = level == "on" || level == "remote_write" || level == "remote_apply";
+  return waits && row[1].value_or("") == "t" && row[2].value_or("") == "f";
+}
+
 }  // namespace tandem::pg

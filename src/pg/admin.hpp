@@ -44,4 +44,11 @@ Result<std::vector<Slot>> list_slots(Connection& conn);
 Status wait_for_setting(Connection& conn, const std::string& name, const std::string& expected,
                         std::chrono::milliseconds timeout);
 
+// True when every commit this primary can still acknowledge waits for `standby` to have
+// written or flushed its WAL: `standby` streams to us as PostgreSQL's synchronous standby
+// ("sync" in pg_stat_replication), synchronous_commit is on, remote_write or remote_apply
+// by default, and no role or database overrides it (ALTER ROLE/DATABASE ... SET). A
+// session that lowers synchronous_commit itself is not visible here.
+Result<bool> commits_wait_for(Connection& conn, const std::string& standby);
+
 }  // namespace tandem::pg
