@@ -3,13 +3,14 @@
 # Idempotent: packages already present are skipped quickly.
 set -euo pipefail
 
+# postgresql-server-dev-15: headers for the archive module (tandem_archive.so, src/pgmodule).
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang-format clang-14 libclang-rt-14-dev
   libgrpc++-dev libgrpc-dev libabsl-dev libre2-dev libc-ares-dev zlib1g-dev libprotobuf-dev protobuf-compiler
   protobuf-compiler-grpc
   libboost-dev libboost-system-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libcli11-dev libzstd-dev libssl-dev libpq-dev libgtest-dev libgmock-dev libbenchmark-dev
-  postgresql-15 postgresql-contrib etcd-server etcd-client openssl curl bc procps iproute2
+  postgresql-15 postgresql-contrib postgresql-server-dev-15 etcd-server etcd-client openssl curl bc procps iproute2
 )
 # Only for benchmarks (the anchors we compare against).
 BENCH_PACKAGES=(haproxy patroni python3-etcd python3-psycopg2 pgbackrest)
