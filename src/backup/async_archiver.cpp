@@ -53,12 +53,20 @@ Status AsyncArchiver::start() {
   for (const auto& e : fs::directory_iterator(opts_.spool_dir, ec)) {
     if (e.path().filename().string().ends_with(kSpoolMarkerSuffix)) fs::remove(e.path(), ec);
   }
+  if (!opts_.socket_path.empty()) {
+    if (auto s = listen_socket(); !s) {
+      lock_.release();
+      return s;
+    }
+  }
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) return make_error(Errc::io, "WAL archiver: eventfd failed: {}", std::strerror(errno));
   stop_ = false;
   watcher_ = std::thread([this] { watch_loop(); });
   for (auto& store : stores_) workers_.emplace_back([this, s = store.get()] { worker_loop(s); });
-  spdlog::info("WAL archiver: {} push threads into {}, spool {}", workers, repo_->url(), opts_.spool_dir);
+  if (listen_fd_ >= 0) listener_ = std::thread([this] { listen_loop(); });
+  spdlog::info("WAL archiver: {} push threads into {}, spool {}{}", workers, repo_->url(), opts_.spool_dir,
+               listen_fd_ >= 0 ? ", archive module socket " + opts_.socket_path : "");
   return {};
 }
 
@@ -82,6 +90,18 @@ void AsyncArchiver::stop() {
   uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof one);
   cv_.notify_all();
+  if (stop_pipe_[1] >= 0) {
+    ::close(stop_pipe_[1]);  // every socket thread polls the read end: EOF wakes them all
+    stop_pipe_[1] = -1;
+  }
+  if (listener_.joinable()) listener_.join();  // joins the connection threads (answers given)
+  if (listen_fd_ >= 0) {
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+    ::unlink(opts_.socket_path.c_str());
+  }
+  if (stop_pipe_[0] >= 0) ::close(stop_pipe_[0]);
+  stop_pipe_[0] = -1;
   watcher_.join();
   for (auto& t : workers_) t.join();
   workers_.clear();
@@ -182,32 +202,53 @@ void AsyncArchiver::worker_loop(storage::ObjectStore* store) {
       std::lock_guard lk(m_);
       busy_.erase(name);
     }
+    pushed_cv_.notify_all();
   }
 }
 
 void AsyncArchiver::push_one(storage::ObjectStore& store, const std::string& name) {
   std::error_code ec;
   if (!fs::exists(status_dir() + "/" + name + ".ready", ec)) return;  // archive_command was quicker
+  (void)push_and_record(store, name, false);
+}
+
+Status AsyncArchiver::push_and_record(storage::ObjectStore& store, const std::string& name, bool requested) {
   set_spool_marker(opts_.spool_dir, name);
   auto pushed = push_wal_path(store, repo_->keyring(), opts_.data_dir + "/pg_wal/" + name, opts_.seal, true);
   Status recorded;
   if (pushed) recorded = write_spool_entry(opts_.spool_dir, name, pushed->fingerprint, opts_.repo.store_url);
   clear_spool_marker(opts_.spool_dir, name);
   std::lock_guard lk(m_);
-  if (pushed && recorded) {
+  Status result;
+  if (pushed) {
+    // Recording the entry is an optimisation: the object is durably stored either way.
     ++(pushed->outcome == PushOutcome::stored ? stats_.stored : stats_.identical);
-    retry_at_.erase(name);
-    spdlog::debug("WAL archiver: {} {}", name, to_string(pushed->outcome));
+    spdlog::debug("WAL archiver: {} {}{}", name, to_string(pushed->outcome), requested ? " (requested)" : "");
+    if (recorded) {
+      retry_at_.erase(name);
+    } else {
+      retry_at_[name] = Steady::now() + opts_.retry_delay;  // not queued again at once (no entry)
+      spdlog::warn("WAL archiver: {} is archived but its spool entry could not be written: {}", name,
+                   recorded.error().message);
+    }
   } else {
     ++stats_.failed;
     retry_at_[name] = Steady::now() + opts_.retry_delay;
-    const Error& e = pushed ? recorded.error() : pushed.error();
-    spdlog::warn("WAL archiver: {} not archived ahead of PostgreSQL (archive_command will push it itself): {}", name,
-                 e.message);
+    spdlog::warn("WAL archiver: {} not archived{}: {}", name,
+                 requested ? " (PostgreSQL will retry)" : " ahead of PostgreSQL (it will ask for it itself)",
+                 pushed.error().message);
+    result = pushed.error();
   }
+  write_status_locked();
+  return result;
+}
+
+void AsyncArchiver::write_status_locked() {
+  std::error_code ec;
   const std::string path = opts_.spool_dir + "/" + kArchiverStatusName;
   std::ofstream(path + ".tmp", std::ios::trunc)
-      << fmt::format("stored {} identical {} failed {}\n", stats_.stored, stats_.identical, stats_.failed);
+      << fmt::format("stored {} identical {} failed {} answered {}\n", stats_.stored, stats_.identical, stats_.failed,
+                     stats_.answered);
   fs::rename(path + ".tmp", path, ec);
 }
 

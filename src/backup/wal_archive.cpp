@@ -312,6 +312,15 @@ Result<std::string> file_fingerprint(const std::string& path, const storage::Kek
   return (*mac)->finish();
 }
 
+Result<bool> spool_acknowledges(const std::string& spool_dir, const std::string& name, const std::string& path,
+                                const storage::Kek& kek, const std::string& store_url) {
+  auto nonce = spool_entry_nonce(spool_dir, name, store_url);
+  if (!nonce) return false;
+  auto fp = file_fingerprint(path, kek, *nonce);
+  if (!fp) return fp.error();
+  return spool_entry_matches(spool_dir, name, *fp, store_url);
+}
+
 Result<PushedFile> push_wal_path(storage::ObjectStore& store, const storage::Keyring& keyring, const std::string& path,
                                  const storage::SealOptions& seal, bool fingerprint) {
   FileReader reader;
@@ -352,11 +361,8 @@ Result<PushResult> push_wal_file(Repo& repo, const std::string& path, const Push
   // Stored ahead of us (archiver or read-ahead)? Only an entry naming this store whose
   // MAC matches the file's bytes counts.
   auto acknowledged = [&]() -> Result<bool> {
-    auto nonce = spool_entry_nonce(spool, name, url);
-    if (!nonce) return false;
-    auto fp = file_fingerprint(path, repo.keyring().active(), *nonce);
-    if (!fp) return fp.error();
-    if (!spool_entry_matches(spool, name, *fp, url)) return false;
+    auto ack = spool_acknowledges(spool, name, path, repo.keyring().active(), url);
+    if (!ack || !*ack) return ack;
     // A running archiver drops the entry once PostgreSQL marked the file done; dropping it
     // here, before PostgreSQL does, would make the archiver push the file once more.
     if (!spool_archiver_running(spool)) remove_spool_entry(spool, name);

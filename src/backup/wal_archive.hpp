@@ -85,6 +85,12 @@ Result<PushOutcome> push_wal_bytes(storage::ObjectStore& store, const storage::K
 // The spool fingerprint of a file under the nonce of an entry (SpoolMac::finish).
 Result<std::string> file_fingerprint(const std::string& path, const storage::Kek& kek, const std::string& nonce_hex);
 
+// True when the spool entry for `name` acknowledges the file at `path`: it names
+// `store_url` and the MAC of the file's bytes under the entry's nonce is the entry's. What
+// wal-push and the archiver's socket check before answering "stored" without a push.
+Result<bool> spool_acknowledges(const std::string& spool_dir, const std::string& name, const std::string& path,
+                                const storage::Kek& kek, const std::string& store_url);
+
 // Restores wal/<name> to `dest_path` (temporary file + fsync + rename). Errc::not_found
 // only when the object does not exist.
 Status fetch_wal_file(Repo& repo, const std::string& name, const std::string& dest_path);

@@ -10,7 +10,8 @@
 //   streaming from its upstream.
 //
 // `tandem wal-archiver` runs an AsyncArchiver in the foreground until SIGTERM/SIGINT, for
-// a PostgreSQL that no agent supervises (the agent runs one itself while it leads).
+// a PostgreSQL that no agent supervises (the agent runs one itself while it leads). With a
+// socket it also serves PostgreSQL's archive module (archive_library = tandem_archive.so).
 #include <malloc.h>
 #include <signal.h>
 
@@ -51,6 +52,8 @@ struct ArchiverArgs {
   RepoOptions repo;
   std::string data_dir;
   std::string spool_dir;
+  std::string socket_path;
+  bool no_socket = false;
   int workers = 2;
 };
 
@@ -103,13 +106,16 @@ int run_archiver(const ArchiverArgs& a) {
   o.data_dir = a.data_dir;
   o.spool_dir = a.spool_dir;
   o.workers = std::max(1, a.workers);
+  o.socket_path = a.socket_path;
   if (!a.repo.config.empty() || !a.repo.dir.empty()) {
     if (auto cfg = resolve_agent_config(a.repo)) {
       if (o.data_dir.empty()) o.data_dir = cfg->data_dir;
       if (o.spool_dir.empty()) o.spool_dir = cfg->run_dir + "/wal-push-spool";
+      if (o.socket_path.empty()) o.socket_path = cfg->run_dir + "/" + backup::kArchiverSocketName;
       o.owner = cfg->run_as;
     }
   }
+  if (a.no_socket) o.socket_path.clear();
   if (o.data_dir.empty() || o.spool_dir.empty()) {
     std::cerr << "tandem wal-archiver: give --pgdata and --spool-dir (or --config)\n";
     return 2;
@@ -181,6 +187,10 @@ void add_wal(CLI::App& app, std::vector<std::pair<CLI::App*, Runner>>& runners) 
   w->add_option("--pgdata", arch->data_dir, "PostgreSQL data directory (default: the agent config's)");
   w->add_option("--spool-dir", arch->spool_dir, "The spool wal-push uses (default RUN_DIR/wal-push-spool)");
   w->add_option("--workers", arch->workers, "Files pushed at once (default 2)");
+  w->add_option("--socket", arch->socket_path,
+                "Unix socket served to PostgreSQL's archive module (archive_library = tandem_archive.so); "
+                "default RUN_DIR/wal-archiver.sock with --config, none otherwise");
+  w->add_flag("--no-socket", arch->no_socket, "Do not serve the archive module");
   runners.emplace_back(w, [arch] { return run_archiver(*arch); });
 
   auto fetch = std::make_shared<FetchArgs>();
