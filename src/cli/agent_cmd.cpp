@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 
+#include "backup/async_archiver.hpp"
 #include "base/log.hpp"
 #include "cli/commands.hpp"
 #include "config/agent_config.hpp"
@@ -57,6 +58,7 @@ Runner add_agent(CLI::App& app) {
       ao.config_path = std::filesystem::absolute(*path, ec).string();
       ao.run_as = cfg->run_as;
       ao.log_path = cfg->run_dir + "/wal-archiver.log";
+      ao.socket_path = cfg->run_dir + "/" + backup::kArchiverSocketName;  // the agent's archive_library setting
       archiver = std::make_unique<ha::WalArchiverSupervisor>(std::move(ao));
     }
     ha::Agent agent(std::move(*cfg));

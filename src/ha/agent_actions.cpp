@@ -1,9 +1,12 @@
 // The agent's actions: each carries out one Decision on the HA thread.
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "backup/async_archiver.hpp"
 #include "config/agent_config.hpp"
 #include "ha/agent.hpp"
 #include "ha/lease_keeper.hpp"
@@ -32,13 +35,25 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// archive_command / restore_command calling this binary with the agent's own config.
-std::string wal_command(const config::AgentConfig& cfg, const char* sub, const char* args) {
+std::string self_binary() {
   std::error_code ec;
   std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  if (ec) self = "tandem";
+  if (ec) return "tandem";
   if (self.ends_with(" (deleted)")) self.resize(self.size() - 10);  // the binary was replaced on disk
-  return fmt::format("{} {} --config {} {}", shell_quote(self), sub, shell_quote(cfg.source_path), args);
+  return self;
+}
+
+// archive_command / restore_command calling this binary with the agent's own config.
+std::string wal_command(const config::AgentConfig& cfg, const char* sub, const char* args) {
+  return fmt::format("{} {} --config {} {}", shell_quote(self_binary()), sub, shell_quote(cfg.source_path), args);
+}
+
+// The archive module next to this binary, when PostgreSQL's user can read it; else "".
+std::string archive_module_path() {
+  const std::string path = std::filesystem::path(self_binary()).parent_path() / backup::kArchiveModuleName;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & S_IROTH) == 0) return "";
+  return path;
 }
 
 }  // namespace
@@ -86,6 +101,13 @@ pg::ManagedConfig Agent::managed(pg::Role role, const dcs::Member* upstream) con
   if (role == pg::Role::primary) mc.synchronous_standby_names = sync_names_;
   if (cfg_.backup.enabled() && cfg_.backup.archive && !cfg_.source_path.empty()) {
     mc.archive_command = wal_command(cfg_, "wal-push", "%p");
+    // The archive module hands each file to the leader's WAL archiver over its socket (no
+    // process per file); archive_command becomes its fallback when no archiver answers.
+    if (std::string lib = archive_module_path(); !lib.empty()) {
+      mc.archive_library = lib;
+      mc.archive_socket = cfg_.run_dir + "/" + backup::kArchiverSocketName;
+      mc.archive_fallback_command = mc.archive_command;
+    }
     // A standby streaming from a leader never needs the archive: the leader keeps its WAL
     // in our replication slot. And restore_command costs failover time: PostgreSQL runs it
     // while waiting for WAL and several times while promoting (history files), so a

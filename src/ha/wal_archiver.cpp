@@ -56,6 +56,12 @@ void WalArchiverSupervisor::loop() {
     } else if (leader && Steady::now() >= next_start_) {
       SpawnOptions so;
       so.argv = {opts_.tandem_binary, "wal-archiver", "--config", opts_.config_path};
+      if (opts_.socket_path.empty()) {
+        so.argv.push_back("--no-socket");
+      } else {
+        so.argv.push_back("--socket");
+        so.argv.push_back(opts_.socket_path);
+      }
       if (!opts_.run_as.empty()) so.run_as_user = opts_.run_as;
       so.output_file = opts_.log_path;
       so.parent_death_signal = SIGTERM;

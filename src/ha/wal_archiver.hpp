@@ -27,6 +27,7 @@ struct WalArchiverOptions {
   std::string config_path;    // the agent's YAML (backup: section, data_dir, run_dir, run_as)
   std::string run_as;         // PostgreSQL's OS user; empty = ours
   std::string log_path;       // the child's stdout and stderr
+  std::string socket_path;    // served to PostgreSQL's archive module (--socket); empty = none
   std::chrono::milliseconds restart_delay{2000};
 };
 

@@ -82,6 +82,10 @@ const std::vector<std::string>& managed_keys() {
       "synchronous_standby_names",
       "archive_mode",
       "archive_command",
+      "archive_library",
+      "tandem_archive.socket",
+      "tandem_archive.fallback_command",
+      "tandem_archive.timeout",
       "restore_command",
       "data_directory",
       "config_file",
@@ -181,8 +185,14 @@ Result<std::string> render_tandem_conf(const Settings& s, const ManagedConfig& c
   set("recovery_target_timeline", "latest");
   set("synchronous_standby_names", cfg.role == Role::primary ? cfg.synchronous_standby_names : "");
   out += "\n# WAL archive\n";
-  set("archive_mode", cfg.archive_command.empty() ? "off" : "on");
-  set("archive_command", cfg.archive_command);
+  const bool module = !cfg.archive_library.empty();
+  set("archive_mode", cfg.archive_command.empty() && !module ? "off" : "on");
+  set("archive_command", module ? "" : cfg.archive_command);
+  set("archive_library", cfg.archive_library);
+  if (module) {
+    set("tandem_archive.socket", cfg.archive_socket);
+    set("tandem_archive.fallback_command", cfg.archive_fallback_command);
+  }
   set("restore_command", cfg.role == Role::standby ? cfg.restore_command : "");
   out += "\n# Parameters\n";
   for (const auto& [k, v] : params) set(k, v);

@@ -43,6 +43,15 @@ struct ManagedConfig {
   // WAL archive: archive_mode = on with this archive_command when set (PostgreSQL archives
   // on the primary only), archive_mode = off when empty.
   std::string archive_command;
+  // Or through an archive module (PostgreSQL 15 archive_library, an absolute path to
+  // tandem_archive.so), which takes precedence: archive_mode = on, archive_command = '',
+  // tandem_archive.socket = archive_socket (the WAL archiver it asks) and
+  // tandem_archive.fallback_command = archive_fallback_command (run like archive_command
+  // when that socket cannot be reached). Changing the library needs only a reload: the
+  // archiver process restarts itself to load it.
+  std::string archive_library;
+  std::string archive_socket;
+  std::string archive_fallback_command;
   // Standby only: fetches WAL from the archive when streaming cannot provide it.
   std::string restore_command;
 };

@@ -515,7 +515,7 @@ TEST(BackupWal, ArchiverPushesAheadAndArchiveCommandAcknowledges) {
     EXPECT_TRUE(read_file(dir.sub("fetched")) == read_file(dir.sub("pg/pg_wal/" + n))) << n;
   }
   EXPECT_EQ(read_file(spool + "/" + backup::kArchiverStatusName),
-            fmt::format("stored {} identical 0 failed 0\n", kSegments));
+            fmt::format("stored {} identical 0 failed 0 answered 0\n", kSegments));
   ASSERT_EQ(::kill(*pid, SIGTERM), 0);
   auto st = wait_for(*pid, 60s);
   ASSERT_TRUE(st);

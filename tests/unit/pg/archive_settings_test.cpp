@@ -45,8 +45,32 @@ TEST(ArchiveSettings, PrimaryArchivesStandbyAlsoRestores) {
   EXPECT_TRUE(contains(*standby, "restore_command = '''/bin/tandem'' wal-fetch"));
 }
 
+TEST(ArchiveSettings, ArchiveModuleReplacesTheCommandWhichBecomesItsFallback) {
+  ManagedConfig cfg;
+  cfg.archive_command = "'/bin/tandem' wal-push --config '/c/pg1.yaml' %p";
+  cfg.archive_library = "/bin/tandem_archive.so";
+  cfg.archive_socket = "/run/m1/wal-archiver.sock";
+  cfg.archive_fallback_command = cfg.archive_command;
+  auto conf = render_tandem_conf(settings(), cfg);
+  ASSERT_TRUE(conf.ok());
+  EXPECT_TRUE(contains(*conf, "archive_mode = 'on'\n"));
+  EXPECT_TRUE(contains(*conf, "archive_command = ''\n"));  // PostgreSQL 16 refuses both
+  EXPECT_TRUE(contains(*conf, "archive_library = '/bin/tandem_archive.so'\n"));
+  EXPECT_TRUE(contains(*conf, "tandem_archive.socket = '/run/m1/wal-archiver.sock'\n"));
+  EXPECT_TRUE(
+      contains(*conf, "tandem_archive.fallback_command = '''/bin/tandem'' wal-push --config ''/c/pg1.yaml'' %p'\n"));
+  // Without the module: the command, an empty library, no module settings.
+  cfg.archive_library.clear();
+  conf = render_tandem_conf(settings(), cfg);
+  ASSERT_TRUE(conf.ok());
+  EXPECT_TRUE(contains(*conf, "archive_command = '''/bin/tandem''"));
+  EXPECT_TRUE(contains(*conf, "archive_library = ''\n"));
+  EXPECT_FALSE(contains(*conf, "tandem_archive."));
+}
+
 TEST(ArchiveSettings, AreManaged) {
-  for (const char* k : {"archive_mode", "archive_command", "restore_command"}) {
+  for (const char* k : {"archive_mode", "archive_command", "restore_command", "archive_library",
+                        "tandem_archive.socket", "tandem_archive.fallback_command", "TANDEM_ARCHIVE.TIMEOUT"}) {
     ManagedConfig cfg;
     cfg.parameters = {{k, "x"}};
     EXPECT_FALSE(render_tandem_conf(settings(), cfg).ok()) << k;
