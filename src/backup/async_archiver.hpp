@@ -75,6 +75,8 @@ inline constexpr int kMaxArchiverConnections = 16;
 // archive module from <directory of the tandem binary>/<kArchiveModuleName>.
 inline constexpr const char* kArchiverSocketName = "wal-archiver.sock";
 inline constexpr const char* kArchiveModuleName = "tandem_archive.so";
+// The longest unix socket path (sockaddr_un::sun_path without its terminating NUL).
+inline constexpr size_t kMaxSocketPath = 107;
 
 class AsyncArchiver {
  public:

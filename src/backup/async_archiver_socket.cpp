@@ -39,6 +39,7 @@ Status AsyncArchiver::listen_socket() {
   const std::string& path = opts_.socket_path;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
+  static_assert(kMaxSocketPath + 1 == sizeof addr.sun_path);
   if (path.empty() || path.size() >= sizeof addr.sun_path)
     return make_error(Errc::invalid_argument, "WAL archiver socket path '{}' must have 1 to {} bytes", path,
                       sizeof addr.sun_path - 1);

@@ -59,6 +59,7 @@ Runner add_agent(CLI::App& app) {
       ao.run_as = cfg->run_as;
       ao.log_path = cfg->run_dir + "/wal-archiver.log";
       ao.socket_path = cfg->run_dir + "/" + backup::kArchiverSocketName;  // the agent's archive_library setting
+      if (ao.socket_path.size() > backup::kMaxSocketPath) ao.socket_path.clear();  // then archive_command
       archiver = std::make_unique<ha::WalArchiverSupervisor>(std::move(ao));
     }
     ha::Agent agent(std::move(*cfg));

@@ -111,7 +111,9 @@ int run_archiver(const ArchiverArgs& a) {
     if (auto cfg = resolve_agent_config(a.repo)) {
       if (o.data_dir.empty()) o.data_dir = cfg->data_dir;
       if (o.spool_dir.empty()) o.spool_dir = cfg->run_dir + "/wal-push-spool";
-      if (o.socket_path.empty()) o.socket_path = cfg->run_dir + "/" + backup::kArchiverSocketName;
+      // The agent uses archive_command instead when the default path is too long for a socket.
+      std::string socket = cfg->run_dir + "/" + backup::kArchiverSocketName;
+      if (o.socket_path.empty() && socket.size() <= backup::kMaxSocketPath) o.socket_path = socket;
       o.owner = cfg->run_as;
     }
   }

@@ -103,9 +103,10 @@ pg::ManagedConfig Agent::managed(pg::Role role, const dcs::Member* upstream) con
     mc.archive_command = wal_command(cfg_, "wal-push", "%p");
     // The archive module hands each file to the leader's WAL archiver over its socket (no
     // process per file); archive_command becomes its fallback when no archiver answers.
-    if (std::string lib = archive_module_path(); !lib.empty()) {
+    const std::string socket = cfg_.run_dir + "/" + backup::kArchiverSocketName;
+    if (std::string lib = archive_module_path(); !lib.empty() && socket.size() <= backup::kMaxSocketPath) {
       mc.archive_library = lib;
-      mc.archive_socket = cfg_.run_dir + "/" + backup::kArchiverSocketName;
+      mc.archive_socket = socket;
       mc.archive_fallback_command = mc.archive_command;
     }
     // A standby streaming from a leader never needs the archive: the leader keeps its WAL

@@ -172,7 +172,13 @@ TEST(BackupWal, ArchivesAcrossFailoverSealedAndDamageIsNamed) {
   ASSERT_FALSE(leader.empty());
   std::string follower = d.other(leader);
   EXPECT_EQ(scalar(d, leader, "SHOW archive_mode"), "on");
-  EXPECT_NE(scalar(d, leader, "SHOW archive_command").find("wal-push --config"), std::string::npos);
+  // Through the archive module built next to tandem, wal-push as its fallback command.
+  EXPECT_EQ(scalar(d, leader, "SHOW archive_library"),
+            (fs::path(testkit::tandem_binary()).parent_path() / backup::kArchiveModuleName).string());
+  EXPECT_EQ(scalar(d, leader, "SHOW archive_command"), "");
+  EXPECT_NE(scalar(d, leader, "SHOW tandem_archive.fallback_command").find("wal-push --config"), std::string::npos);
+  EXPECT_EQ(scalar(d, leader, "SHOW tandem_archive.socket"),
+            d.dir() + "/members/" + leader + "/run/" + backup::kArchiverSocketName);
   ASSERT_TRUE(d.exec(leader, "CREATE TABLE canary(id int PRIMARY KEY, t text)"));
   ASSERT_TRUE(
       d.exec(leader, fmt::format("INSERT INTO canary SELECT g, '{}' || g FROM generate_series(1, 3000) g", kCanary)));
@@ -233,6 +239,11 @@ TEST(BackupWal, ArchivesAcrossFailoverSealedAndDamageIsNamed) {
       120s, 100ms);
   EXPECT_TRUE(burst_archived) << last;
   EXPECT_GE(archiver_pushes(d, follower), 1) << read_file(spool_dir(d, follower) + "/" + backup::kArchiverStatusName);
+  // PostgreSQL's archive module asked the new leader's archiver (not only the fallback).
+  EXPECT_NE(read_file(spool_dir(d, follower) + "/" + backup::kArchiverStatusName).find("answered "), std::string::npos);
+  EXPECT_EQ(read_file(spool_dir(d, follower) + "/" + backup::kArchiverStatusName).find("answered 0\n"),
+            std::string::npos)
+      << read_file(spool_dir(d, follower) + "/" + backup::kArchiverStatusName);
   EXPECT_EQ(scalar(d, follower, "SELECT failed_count FROM pg_stat_archiver"), "0");
   auto f3 = d.tandem({"wal-fetch", last, tmp.sub(last)});
   ASSERT_TRUE(f3 && f3->status.ok()) << (f3 ? f3->output : "");
