@@ -430,14 +430,17 @@ Status Agent::do_switchover(const std::string& candidate) {
     // keeps the candidate from promoting.
     const auto deadline = SteadyClock::now() + Seconds(30);
     //
-    // With the synchronous fence, "shutting down" in pg_control is enough: PostgreSQL
-    // writes it when its shutdown checkpoint starts, after every backend has exited and the
-    // WAL senders stopped taking commands. The candidate may then promote before it has the
-    // shutdown checkpoint; the old primary rejoins with pg_rewind as after any failover.
+    // With the synchronous fence it is enough that no process is left that could answer a
+    // client: only the checkpointer, archiver, logger and WAL senders remain (the background
+    // and WAL writers, which run while the server takes connections, are gone too), or
+    // pg_control already says "shutting down" (the shutdown checkpoint has started). The
+    // candidate may then promote before it has the shutdown checkpoint; the old primary
+    // rejoins with pg_rewind as after any failover.
     while (!released && SteadyClock::now() < deadline && pm_.running()) {
       auto cd = pg::read_control_file(cfg_.data_dir);
       const bool down = cd && cd->state == pg::ClusterState::shut_down;
-      const bool fenced = sync_fence && cd && (down || cd->state == pg::ClusterState::shutting_down);
+      const bool fenced = sync_fence && ((cd && (down || cd->state == pg::ClusterState::shutting_down)) ||
+                                         pm_.clients_gone(cfg_.replication.username));
       if (fenced || (down && pm_.walsender_count() == 0)) {
         auto r = store_->release_leader(cfg_.name);
         if (!r) {
@@ -447,8 +450,8 @@ Status Agent::do_switchover(const std::string& candidate) {
         released = true;
         if (fenced && !down) {
           spdlog::info(
-              "switchover: PostgreSQL started its shutdown checkpoint (no client backend left, every acknowledged "
-              "commit is on {}); released the leader key while PostgreSQL finishes stopping",
+              "switchover: PostgreSQL is shutting down with no client backend left and every acknowledged commit "
+              "is on {}; released the leader key while PostgreSQL finishes stopping",
               candidate);
         } else {
           spdlog::info(

@@ -14,8 +14,10 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/process.hpp"
 #include "base/result.hpp"
@@ -30,6 +32,14 @@ namespace tandem::pg {
 enum class StopMode { smart, fast, immediate };
 const char* to_string(StopMode m);
 int stop_signal(StopMode m);
+
+// A child of the postmaster: its process title (/proc/PID/cmdline up to the first NUL,
+// e.g. "postgres: pg1: checkpointer ") and start time (/proc/PID/stat starttime, clock
+// ticks since boot).
+struct ChildProcess {
+  std::string title;
+  uint64_t start_ticks = 0;
+};
 
 class Postmaster {
  public:
@@ -66,6 +76,14 @@ class Postmaster {
   // walsender, from /proc). 0 when it does not run.
   int walsender_count();
 
+  // True once a running server that was asked to stop (request_stop) has no process left
+  // that could answer a client: every child is the checkpointer, the archiver, the logger,
+  // a physical WAL sender of `replication_user` or a fork that only refuses connections
+  // (see only_shutdown_processes). The background writer and WAL writer, which run as long
+  // as the server takes connections, must be gone too, so this is never true of a server
+  // that has not started its shutdown. From /proc; poll it.
+  bool clients_gone(const std::string& replication_user);
+
   // Promotes a standby without waiting: writes <data>/promote and sends SIGUSR1, as
   // pg_ctl promote does. Poll status (in_recovery) to see it finish. conflict when the
   // member is not a standby.
@@ -83,10 +101,14 @@ class Postmaster {
 
  private:
   Status signal(int sig, const char* what);
+  // The postmaster's children (/proc).
+  std::vector<ChildProcess> children();
 
   Settings s_;
   pid_t pid_ = 0;
   std::optional<ExitStatus> exit_;
+  // When clients_gone() first saw the background and WAL writers gone (since request_stop).
+  std::optional<uint64_t> writers_gone_ticks_;
 };
 
 // Sets synchronous_standby_names (e.g. from render_sync_standby_names()) in `cfg` and
@@ -102,5 +124,15 @@ Status stop_orphan_postmaster(const Settings& s, StopMode mode, std::chrono::mil
 
 // True when the server accepts connections on its unix socket (PQping).
 bool ping(const Settings& s);
+
+// Whether these children of a shutting-down postmaster are only those that remain once
+// its last client backend has exited: checkpointer, archiver, logger and physical WAL
+// senders of `replication_user` ("walsender USER HOST(PORT) ..." or "walsender USER
+// [local] ..."; a logical WAL sender names a database and can run SQL), plus untitled
+// children started after `dead_end_after_ticks` (forks that only refuse a connection).
+// `cluster_name` is the server's cluster_name ("" when unset). Anything else, including
+// an untitled child started earlier, counts as a process that may still serve a client.
+bool only_shutdown_processes(const std::vector<ChildProcess>& children, const std::string& cluster_name,
+                             const std::string& replication_user, uint64_t dead_end_after_ticks);
 
 }  // namespace tandem::pg

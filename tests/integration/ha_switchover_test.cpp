@@ -127,9 +127,9 @@ TEST_P(SwitchoverUnderWrites, KeepsEveryAcknowledgedCommitAndTheOldLeaderRejoins
   // The hand-over the old leader chose, from its log.
   const std::string log = read_text(d.dir() + "/logs/" + first + ".log");
   if (mode == "on") {
-    EXPECT_NE(log.find("started its shutdown checkpoint (no client backend left"), std::string::npos) << log;
+    EXPECT_NE(log.find("shutting down with no client backend left"), std::string::npos) << log;
   } else {
-    EXPECT_EQ(log.find("started its shutdown checkpoint (no client backend left"), std::string::npos);
+    EXPECT_EQ(log.find("shutting down with no client backend left"), std::string::npos);
   }
   // The old leader follows the new one again, with every row.
   ASSERT_TRUE(d.wait_streaming(first, 120s));
