@@ -2,11 +2,9 @@
 
 #include <libpq-fe.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -190,104 +188,83 @@ Status Postmaster::signal(int sig, const char* what) {
 }
 
 Status Postmaster::request_stop(StopMode mode) {
-  writers_gone_ticks_.reset();
   return signal(stop_signal(mode), "stop PostgreSQL");
 }
 
 namespace {
 
-// Now, in the clock of /proc/PID/stat's starttime (clock ticks since boot).
-uint64_t boot_ticks_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_BOOTTIME, &ts);
-  const auto hz = static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
-  return static_cast<uint64_t>(ts.tv_sec) * hz + static_cast<uint64_t>(ts.tv_nsec) * hz / 1000000000ULL;
-}
-
 // /proc/N/stat: "pid (comm) state ppid ..."; comm may hold spaces, so parse after ')'.
-// Field 22 (starttime) is the 20th after the ')'.
-bool read_stat(const std::string& pid, pid_t& ppid, uint64_t& start_ticks) {
+bool read_stat(const std::string& pid, char& state, pid_t& ppid) {
   std::ifstream stat("/proc/" + pid + "/stat");
   std::string line;
   if (!std::getline(stat, line)) return false;
   auto close = line.rfind(')');
   if (close == std::string::npos) return false;
   std::istringstream rest(line.substr(close + 1));
-  std::string field;
-  for (int i = 3; i <= 22; ++i) {
-    if (!(rest >> field)) return false;
-    if (i == 4) ppid = static_cast<pid_t>(std::stol(field));
-    if (i == 22) start_ticks = std::stoull(field);
-  }
-  return true;
+  return static_cast<bool>(rest >> state >> ppid);
 }
 
 }  // namespace
 
-std::vector<ChildProcess> Postmaster::children() {
-  std::vector<ChildProcess> out;
-  auto add = [&out](const std::string& pid, uint64_t start_ticks) {
+std::vector<std::string> Postmaster::child_titles() {
+  std::vector<std::string> titles;
+  auto add = [&titles](const std::string& pid) {
+    char state = 0;
+    pid_t ppid = 0;
+    if (!read_stat(pid, state, ppid) || state == 'Z') return;  // gone, or exited and not reaped yet
     std::ifstream cmd("/proc/" + pid + "/cmdline");
-    ChildProcess c;
-    c.start_ticks = start_ticks;
-    std::getline(cmd, c.title, '\0');
-    out.push_back(std::move(c));
+    std::string title;
+    std::getline(cmd, title, '\0');
+    titles.push_back(std::move(title));
   };
   // /proc/PID/task/PID/children lists the main thread's children (the postmaster has one
   // thread); without it (CONFIG_PROC_CHILDREN off), scan /proc for our parent pid.
   std::ifstream list("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
   if (list) {
     std::string child;
-    while (list >> child) {
-      pid_t ppid = 0;
-      uint64_t start = 0;
-      if (read_stat(child, ppid, start)) add(child, start);  // else it has just exited
-    }
-    return out;
+    while (list >> child) add(child);
+    return titles;
   }
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    char state = 0;
     pid_t ppid = 0;
-    uint64_t start = 0;
-    if (read_stat(name, ppid, start) && ppid == pid_) add(name, start);
+    if (read_stat(name, state, ppid) && ppid == pid_) add(name);
   }
-  return out;
+  return titles;
 }
 
 int Postmaster::walsender_count() {
   if (!running()) return 0;
   int n = 0;
-  for (const auto& c : children()) {
-    if (c.title.starts_with("postgres: ") && c.title.find("walsender") != std::string::npos) ++n;
+  for (const auto& title : child_titles()) {
+    if (title.starts_with("postgres: ") && title.find("walsender") != std::string::npos) ++n;
   }
   return n;
 }
 
 bool Postmaster::clients_gone(const std::string& replication_user) {
   if (!running()) return true;
-  auto kids = children();
-  for (const auto& c : kids) {
-    const auto& t = c.title;
-    if (t.find(": background writer") != std::string::npos || t.find(": walwriter") != std::string::npos) return false;
-  }
-  // The writers leave only after the postmaster has started its shutdown; from then on it
-  // forks only "dead-end" children that refuse a connection ("the database system is
-  // shutting down") and never set a title. Two ticks of margin for the 10 ms clock.
-  if (!writers_gone_ticks_) writers_gone_ticks_ = boot_ticks_now();
-  return only_shutdown_processes(kids, s_.name, replication_user, *writers_gone_ticks_ + 2);
+  return only_shutdown_processes(child_titles(), s_.name, replication_user);
 }
 
-bool only_shutdown_processes(const std::vector<ChildProcess>& children, const std::string& cluster_name,
-                             const std::string& replication_user, uint64_t dead_end_after_ticks) {
-  for (const auto& child : children) {
-    std::string_view t = child.title;
-    if (!t.starts_with("postgres: ")) {
-      // Not titled: a fresh fork. After the shutdown began it can only refuse a connection.
-      if (child.start_ticks > dead_end_after_ticks) continue;
+bool only_shutdown_processes(const std::vector<std::string>& titles, const std::string& cluster_name,
+                             const std::string& replication_user) {
+  // The background and WAL writers run for as long as the server takes connections.
+  for (const auto& t : titles) {
+    if (t.starts_with("postgres: ") &&
+        (t.find(": background writer") != std::string::npos || t.find(": walwriter") != std::string::npos)) {
       return false;
     }
+  }
+  for (const auto& full : titles) {
+    std::string_view t = full;
+    // Not titled: a fork that has not read its startup packet. Once the shutdown has begun
+    // the postmaster forks only children that refuse the connection, and every backend it
+    // forked before got SIGTERM with the rest; neither ever runs a query.
+    if (!t.starts_with("postgres: ")) continue;
     t.remove_prefix(10);
     if (!cluster_name.empty() && t.starts_with(cluster_name + ": ")) t.remove_prefix(cluster_name.size() + 2);
     std::vector<std::string_view> words;

@@ -33,14 +33,6 @@ enum class StopMode { smart, fast, immediate };
 const char* to_string(StopMode m);
 int stop_signal(StopMode m);
 
-// A child of the postmaster: its process title (/proc/PID/cmdline up to the first NUL,
-// e.g. "postgres: pg1: checkpointer ") and start time (/proc/PID/stat starttime, clock
-// ticks since boot).
-struct ChildProcess {
-  std::string title;
-  uint64_t start_ticks = 0;
-};
-
 class Postmaster {
  public:
   explicit Postmaster(Settings settings);
@@ -78,8 +70,8 @@ class Postmaster {
 
   // True once a running server that was asked to stop (request_stop) has no process left
   // that could answer a client: every child is the checkpointer, the archiver, the logger,
-  // a physical WAL sender of `replication_user` or a fork that only refuses connections
-  // (see only_shutdown_processes). The background writer and WAL writer, which run as long
+  // a physical WAL sender of `replication_user` or a fork that has not read its startup
+  // packet (see only_shutdown_processes). The background writer and WAL writer, which run as long
   // as the server takes connections, must be gone too, so this is never true of a server
   // that has not started its shutdown. From /proc; poll it.
   bool clients_gone(const std::string& replication_user);
@@ -101,14 +93,12 @@ class Postmaster {
 
  private:
   Status signal(int sig, const char* what);
-  // The postmaster's children (/proc).
-  std::vector<ChildProcess> children();
+  // The process titles of the postmaster's live children (/proc; zombies left out).
+  std::vector<std::string> child_titles();
 
   Settings s_;
   pid_t pid_ = 0;
   std::optional<ExitStatus> exit_;
-  // When clients_gone() first saw the background and WAL writers gone (since request_stop).
-  std::optional<uint64_t> writers_gone_ticks_;
 };
 
 // Sets synchronous_standby_names (e.g. from render_sync_standby_names()) in `cfg` and
@@ -125,14 +115,16 @@ Status stop_orphan_postmaster(const Settings& s, StopMode mode, std::chrono::mil
 // True when the server accepts connections on its unix socket (PQping).
 bool ping(const Settings& s);
 
-// Whether these children of a shutting-down postmaster are only those that remain once
-// its last client backend has exited: checkpointer, archiver, logger and physical WAL
-// senders of `replication_user` ("walsender USER HOST(PORT) ..." or "walsender USER
-// [local] ..."; a logical WAL sender names a database and can run SQL), plus untitled
-// children started after `dead_end_after_ticks` (forks that only refuse a connection).
-// `cluster_name` is the server's cluster_name ("" when unset). Anything else, including
-// an untitled child started earlier, counts as a process that may still serve a client.
-bool only_shutdown_processes(const std::vector<ChildProcess>& children, const std::string& cluster_name,
-                             const std::string& replication_user, uint64_t dead_end_after_ticks);
+// Whether a postmaster with children of these process titles (/proc/PID/cmdline up to the
+// first NUL, e.g. "postgres: pg1: checkpointer ") has begun its shutdown and has no
+// process left that could answer a client. False while the background writer or WAL
+// writer runs (they stop only once the shutdown has begun). Then every titled child must
+// be the checkpointer, the archiver, the logger or a physical WAL sender of
+// `replication_user` ("walsender USER HOST(PORT) ..." or "walsender USER [local] ..."; a
+// logical WAL sender names a database and can run SQL); untitled children (forks that
+// have not read a startup packet) do not count. `cluster_name` is the server's
+// cluster_name ("" when unset).
+bool only_shutdown_processes(const std::vector<std::string>& titles, const std::string& cluster_name,
+                             const std::string& replication_user);
 
 }  // namespace tandem::pg
