@@ -58,14 +58,29 @@ def du(path):
     return total
 
 
-def proc_cpu(pid):
+def proc_cpu(pid, reaped=True):
     try:
         with open(f"/proc/{pid}/stat") as f:
             parts = f.read().rsplit(")", 1)[1].split()
-        # utime + stime + cutime + cstime: archive_command children are reaped by the archiver
-        return sum(int(parts[i]) for i in (11, 12, 13, 14)) / TICK
+        # utime + stime (+ cutime + cstime: archive_command children are reaped by the archiver)
+        return sum(int(parts[i]) for i in ((11, 12, 13, 14) if reaped else (11, 12))) / TICK
     except (OSError, IndexError, ValueError):
         return None
+
+
+def matching(pattern):
+    """Pids whose command line contains `pattern` (bytes)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if pattern in f.read():
+                    out.append(int(name))
+        except OSError:
+            pass
+    return out
 
 
 def children(ppid):
@@ -85,31 +100,41 @@ def children(ppid):
 
 class ServerCpu:
     """CPU used by the postmaster's children while a measurement runs (sampled every
-    100 ms, so short-lived processes such as the walsender are counted)."""
+    100 ms, so short-lived processes such as the walsender are counted), and by processes
+    whose command line contains `also` (pgBackRest's detached async archiver and its
+    workers, which are neither the postmaster's children nor ours; their own CPU only, as
+    each is sampled itself)."""
 
-    def __init__(self, postmaster_pid):
+    def __init__(self, postmaster_pid, also=None):
         self.pm = postmaster_pid
-        self.base = {p: proc_cpu(p) or 0.0 for p in children(self.pm)}
+        self.also = also
+        self.base = self.sample()
         self.last = dict(self.base)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
+    def sample(self):
+        out = {}
+        for p in children(self.pm):
+            c = proc_cpu(p)
+            if c is not None:
+                out[p] = c
+        for p in matching(self.also) if self.also else []:
+            c = proc_cpu(p, reaped=False)
+            if c is not None and p not in out:
+                out[p] = c
+        return out
+
     def _loop(self):
         while not self.stop.is_set():
-            for p in children(self.pm):
-                c = proc_cpu(p)
-                if c is not None:
-                    self.last[p] = c
+            self.last.update(self.sample())
             time.sleep(0.1)
 
     def finish(self):
         self.stop.set()
         self.thread.join()
-        for p in children(self.pm):
-            c = proc_cpu(p)
-            if c is not None:
-                self.last[p] = c
+        self.last.update(self.sample())
         return sum(v - self.base.get(p, 0.0) for p, v in self.last.items())
 
 
@@ -392,49 +417,87 @@ pg1-user=postgres
         d = f"{self.data}/pg_wal/archive_status"
         return sum(1 for f in os.listdir(d) if f.endswith(".ready"))
 
-    def burst(self):
-        self.set_archive("/bin/false")
+    def archiver_start(self):
+        return self.sql("SELECT coalesce(max(backend_start)::text, '') FROM pg_stat_activity "
+                        "WHERE backend_type = 'archiver'")
+
+    def burst(self, module=None):
+        """Fills pg_wal with ready segments while archiving fails. With `module` (the path of
+        tandem_archive.so), the failing setting is the module with no socket and /bin/false as
+        its fallback, so that switching to the method is a reload like for archive_command
+        (changing archive_library restarts PostgreSQL's archiver, at most once per 10 s);
+        that restart is waited for here, before the clock starts."""
+        before = self.archiver_start()
+        library = self.sql("SHOW archive_library")
+        if module:
+            self.set_archive("", {"archive_library": module, "tandem_archive.socket": "",
+                                  "tandem_archive.fallback_command": "/bin/false"})
+        else:
+            self.set_archive("/bin/false")
         self.sql("CREATE TABLE IF NOT EXISTS burst (id bigint, pad text)")
         target = self.args.burst
         while self.ready_count() < target:
             self.sql("INSERT INTO burst SELECT g, md5(g::text) || md5((g+1)::text) FROM generate_series(1, 300000) g")
             self.sql("SELECT pg_switch_wal()")
+        if library != (module or ""):
+            t0 = time.monotonic()
+            while self.archiver_start() in ("", before):
+                time.sleep(0.2)
+                if time.monotonic() - t0 > 120:
+                    raise RuntimeError("PostgreSQL's archiver did not restart after archive_library changed")
         return self.ready_count()
 
     def bench_wal(self):
         """Each method drains the same kind of burst; the clock starts when archive_command
         is switched from /bin/false to the method's command (and, for the tandem archiver,
         when `tandem wal-archiver` is started: it does not run during the burst, as
-        pgBackRest's async process does not either). Ends when no .ready file is left."""
+        pgBackRest's async process does not either). Ends when no .ready file is left.
+        The archive module method is switched by a reload too (see burst()): the module's
+        socket and fallback command are set, and the archiver started."""
         spool = f"{self.work}/tandem-spool"
         self.sh_postgres(spool)
         pgbr = f"pgbackrest --config={self.pgbr_conf} --stanza=bench"
         tandem_push = " ".join([self.tandem, "wal-push"] + self.repo_args(False))
-        methods = [("tandem wal-push (file://), no archiver", f"{tandem_push} %p", False),
+        module = os.path.join(os.path.dirname(self.tandem), "tandem_archive.so")
+        sock = f"{self.sock}/wal-archiver.sock"
+        # (name, archive_command, run `tandem wal-archiver`, archive module settings or None)
+        methods = [("tandem wal-push (file://), no archiver", f"{tandem_push} %p", False, None),
                    ("tandem wal-push + wal-archiver (file://, 2 workers)", f"{tandem_push} --spool-dir {spool} %p",
-                    True),
-                   ("pgBackRest archive-push sync", f"{pgbr} --archive-async=n archive-push %p", False),
+                    True, None),
+                   ("pgBackRest archive-push sync", f"{pgbr} --archive-async=n archive-push %p", False, None),
                    ("pgBackRest archive-push async (process-max 2)",
-                    f"{pgbr} --archive-async=y --process-max=2 archive-push %p", False)]
+                    f"{pgbr} --archive-async=y --process-max=2 archive-push %p", False, None),
+                   ("tandem archive module + wal-archiver (file://, 2 workers)", "", True,
+                    {"archive_library": module, "tandem_archive.socket": sock,
+                     "tandem_archive.fallback_command": f"{tandem_push} --spool-dir {spool} %p"})]
+        if not os.path.exists(module):
+            log(f"{module} not built: skipping the archive module method")
         only = [m for m in self.args.wal_methods.split(",") if m]
         self.sql("CREATE TABLE IF NOT EXISTS burst (id bigint, pad text)")
         for round_no in range(1, self.args.wal_rounds + 1):
-            for i, (name, command, archiver) in enumerate(methods):
+            for i, (name, command, archiver, settings) in enumerate(methods):
                 if only and str(i + 1) not in only:
+                    continue
+                if settings and not os.path.exists(module):
                     continue
                 self.sql("TRUNCATE burst")
                 self.sql("CHECKPOINT")
-                n = self.burst()
-                srv = ServerCpu(self.postmaster_pid())
+                n = self.burst(module if settings else None)
+                srv = ServerCpu(self.postmaster_pid(), b"archive-push:" if "async" in name else None)
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.monotonic()
                 proc = None
                 if archiver:
-                    proc = subprocess.Popen(["runuser", "-u", "postgres", "--", self.tandem, "wal-archiver"] +
-                                            self.repo_args(False) + ["--pgdata", self.data, "--spool-dir", spool],
+                    sock_args = ["--socket", sock] if settings else ["--no-socket"]
+                    # setpriv, not runuser: runuser would kill the archiver on SIGTERM (no clean
+                    # stop) and its CPU would not reach our RUSAGE_CHILDREN.
+                    proc = subprocess.Popen(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+                                             self.tandem, "wal-archiver"] +
+                                            self.repo_args(False) + ["--pgdata", self.data, "--spool-dir", spool] +
+                                            sock_args,
                                             stdout=subprocess.DEVNULL, stderr=open(f"{self.work}/wal-archiver.log", "a"),
                                             cwd="/")
-                self.set_archive(command, settle=False)
+                self.set_archive(command, settings, settle=False)
                 while self.ready_count() > 0:
                     time.sleep(0.02)
                     if time.monotonic() - t0 > 900:
