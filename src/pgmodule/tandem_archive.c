@@ -19,7 +19,9 @@
  *     process's latch, so a shutdown request is not held up by a slow push.
  *
  * Settings (PGC_SIGHUP): tandem_archive.socket, tandem_archive.fallback_command,
- * tandem_archive.timeout. The agent writes them to tandem.conf (src/pg/managed_config).
+ * tandem_archive.timeout. The agent writes the first two to tandem.conf
+ * (src/pg/managed_config). The code follows PostgreSQL's own style (pgindent), as an
+ * extension of it, not Tandem's C++ format.
  */
 #include "postgres.h"
 
