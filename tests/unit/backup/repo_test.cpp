@@ -96,8 +96,11 @@ TEST_F(RepoTest, TamperedObjectIsNamed) {
   ASSERT_TRUE((*repo)->put_sealed("wal/000000010000000000000003", std::string(5000, 'a')).ok());
   auto path = dir_ / "store" / "wal" / "000000010000000000000003";
   std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  // Flip the byte's bits (writing a fixed value would leave it unchanged 1 time in 256).
+  f.seekg(100);
+  const char old = static_cast<char>(f.get());
   f.seekp(100);
-  f.put('\x55');
+  f.put(static_cast<char>(~old));
   f.close();
   auto r = (*repo)->get_unsealed("wal/000000010000000000000003");
   ASSERT_FALSE(r.ok());
