@@ -17,11 +17,15 @@
 
 #include "backup/archive_protocol.hpp"
 #include "backup/async_archiver.hpp"
+#include "test_files.hpp"
 
 namespace tandem::backup {
 namespace {
 
 namespace fs = std::filesystem;
+using test_files::read_file;
+using test_files::wal_bytes;
+using test_files::write_file;
 using namespace std::chrono_literals;
 
 TEST(ArchiveProtocol, ParsesRequestsForWalFilesOnly) {
@@ -52,23 +56,6 @@ TEST(ArchiveProtocol, AnswersAreOneLine) {
   EXPECT_EQ(error_answer(""), "error unknown error\n");
   EXPECT_EQ(printable(std::string("ab\x01\n\\", 5)), "ab\\x01\\x0a\\x5c");
   EXPECT_EQ(printable(std::string(100, 'x'), 4), "xxxx...");
-}
-
-std::string wal_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng() & 0x0f);
-  return s;
-}
-
-void write(const fs::path& p, const std::string& data) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << data;
-}
-
-std::string read(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
 // A client of the archiver's socket, as the archive module is.
@@ -126,8 +113,8 @@ class ArchiveSocketTest : public ::testing::Test {
   std::string socket_path() const { return (dir_ / "archiver.sock").string(); }
   fs::path wal(const std::string& name) const { return dir_ / "pg" / "pg_wal" / name; }
   fs::path ready(const std::string& name, uint32_t seed) {
-    write(wal(name), wal_bytes(256 * 1024, seed));
-    write(dir_ / "pg" / "pg_wal" / "archive_status" / (name + ".ready"), "");
+    write_file(wal(name), wal_bytes(256 * 1024, seed));
+    write_file(dir_ / "pg" / "pg_wal" / "archive_status" / (name + ".ready"), "");
     return wal(name);
   }
   ArchiverOptions options() const {
@@ -164,7 +151,7 @@ TEST_F(ArchiveSocketTest, ARequestIsAnsweredStoredOnlyOnceTheFileIsStored) {
   EXPECT_EQ(st.answered, 1u);
   auto dest = dir_ / "fetched";
   ASSERT_TRUE(fetch_wal_file(*repo_, name, dest.string()).ok());
-  EXPECT_EQ(read(dest), read(wal(name)));
+  EXPECT_EQ(read_file(dest), read_file(wal(name)));
   // Asked again (PostgreSQL retries after a crash): acknowledged from the spool entry on the
   // same connection, nothing pushed again.
   EXPECT_EQ(c.ask(name), "stored\n");
@@ -226,7 +213,7 @@ TEST_F(ArchiveSocketTest, MalformedRequestsCloseOnlyTheirConnection) {
 TEST_F(ArchiveSocketTest, StopsWithIdleConnectionsAndRemovesTheSocket) {
   {
     // A stale socket file (a crashed archiver) is replaced; a non-socket is refused.
-    write(socket_path(), "x");
+    write_file(socket_path(), "x");
     AsyncArchiver refused(options());
     auto s = refused.start();
     ASSERT_FALSE(s.ok());

@@ -16,29 +16,16 @@
 #include <gtest/gtest.h>
 
 #include "storage/keyring.hpp"
+#include "test_files.hpp"
 
 namespace tandem::backup {
 namespace {
 
 namespace fs = std::filesystem;
+using test_files::read_file;
+using test_files::wal_bytes;
+using test_files::write_file;
 using namespace std::chrono_literals;
-
-std::string wal_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng() & 0x0f);
-  return s;
-}
-
-void write(const fs::path& p, const std::string& data) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << data;
-}
-
-std::string read(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
 
 // Polls `pred` until it holds or `timeout` passes.
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s) {
@@ -73,8 +60,8 @@ class AsyncArchiverTest : public ::testing::Test {
   }
   // A WAL file PostgreSQL finished and marked ready.
   fs::path ready(const std::string& name, uint32_t seed, size_t size = 256 * 1024) {
-    write(wal(name), wal_bytes(size, seed));
-    write(status(name, ".ready"), "");
+    write_file(wal(name), wal_bytes(size, seed));
+    write_file(status(name, ".ready"), "");
     return wal(name);
   }
   // What PostgreSQL does after archive_command succeeded.
@@ -110,7 +97,7 @@ TEST_F(AsyncArchiverTest, SpoolEntryMatchesOnlyTheSameContentAndStore) {
   auto p = ready(name, 1);
   auto mac = SpoolMac::create(repo_->keyring().active());
   ASSERT_TRUE(mac.ok());
-  (*mac)->update(read(p));
+  (*mac)->update(read_file(p));
   auto fp = (*mac)->finish();
   ASSERT_TRUE(fp.ok());
   ASSERT_TRUE(write_spool_entry(spool(), name, *fp, "file:///a").ok());
@@ -124,25 +111,25 @@ TEST_F(AsyncArchiverTest, SpoolEntryMatchesOnlyTheSameContentAndStore) {
   auto again = file_fingerprint(p.string(), repo_->keyring().active(), *nonce);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, *fp);
-  write(p, wal_bytes(256 * 1024, 2));
+  write_file(p, wal_bytes(256 * 1024, 2));
   auto changed = file_fingerprint(p.string(), repo_->keyring().active(), *nonce);
   ASSERT_TRUE(changed.ok());
   EXPECT_NE(*changed, *fp);
   auto other_key = storage::Kek::generate();
   ASSERT_TRUE(other_key.ok());
-  write(p, read(dir_ / "pg" / "pg_wal" / name));
+  write_file(p, read_file(dir_ / "pg" / "pg_wal" / name));
   auto keyed = file_fingerprint(p.string(), *other_key, *nonce);
   ASSERT_TRUE(keyed.ok());
   EXPECT_NE(*keyed, *fp);
   // A fresh MAC of the same bytes has its own nonce, hence another fingerprint.
   auto fresh = SpoolMac::create(repo_->keyring().active());
   ASSERT_TRUE(fresh.ok());
-  (*fresh)->update(read(p));
+  (*fresh)->update(read_file(p));
   auto fp2 = (*fresh)->finish();
   ASSERT_TRUE(fp2.ok());
   EXPECT_NE(fp2->substr(0, 24), fp->substr(0, 24));
   // A damaged entry never matches.
-  write(dir_ / "spool" / name, "v2 " + *fp + " file:///a\nextra");
+  write_file(dir_ / "spool" / name, "v2 " + *fp + " file:///a\nextra");
   EXPECT_FALSE(spool_entry_matches(spool(), name, *fp, "file:///a"));
   EXPECT_FALSE(spool_entry_nonce(spool(), name, "file:///a").has_value());
   remove_spool_entry(spool(), name);
@@ -202,7 +189,7 @@ TEST_F(AsyncArchiverTest, PushesReadyFilesAheadAndArchiveCommandAcknowledgesThem
   // What is stored is what PostgreSQL wrote.
   auto dest = dir_ / "fetched";
   ASSERT_TRUE(fetch_wal_file(*repo_, names[2], dest.string()).ok());
-  EXPECT_EQ(read(dest), read(wal(names[2])));
+  EXPECT_EQ(read_file(dest), read_file(wal(names[2])));
   archiver.stop();
   EXPECT_FALSE(spool_archiver_running(spool()));
 }
@@ -218,7 +205,7 @@ TEST_F(AsyncArchiverTest, AStaleEntryNeverAcknowledgesDifferentContentOrAnotherS
   }
   // As after pg_rewind: the same name now holds other bytes. Not acknowledged; the store
   // keeps the first copy and the push is refused as a conflict.
-  write(p, wal_bytes(256 * 1024, 2));
+  write_file(p, wal_bytes(256 * 1024, 2));
   auto r = push_wal_file(*repo_, p.string(), push_options());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Errc::conflict) << r.error().message;
@@ -228,7 +215,7 @@ TEST_F(AsyncArchiverTest, AStaleEntryNeverAcknowledgesDifferentContentOrAnotherS
   auto q = ready(other, 3);
   auto mac = SpoolMac::create(repo_->keyring().active());
   ASSERT_TRUE(mac.ok());
-  (*mac)->update(read(q));
+  (*mac)->update(read_file(q));
   auto fp = (*mac)->finish();
   ASSERT_TRUE(fp.ok());
   ASSERT_TRUE(write_spool_entry(spool(), other, *fp, "file:///elsewhere").ok());
@@ -261,7 +248,7 @@ TEST_F(AsyncArchiverTest, AFailedPushLeavesNoEntryAndIsRetried) {
   auto p = ready(name, 5);
   // A file where the store's wal/ directory belongs: every put fails.
   fs::create_directories(dir_ / "store");
-  write(dir_ / "store" / "wal", "not a directory");
+  write_file(dir_ / "store" / "wal", "not a directory");
   AsyncArchiver archiver(options());
   ASSERT_TRUE(archiver.start().ok());
   archiver.set_active(true);
@@ -316,13 +303,13 @@ TEST_F(AsyncArchiverTest, ComparingStreamsDetectsShorterLongerAndDamagedCopies) 
   EXPECT_EQ(c.error().code, Errc::conflict);
   // A damaged archived copy is never taken as identical nor overwritten.
   auto obj = dir_ / "store" / "wal" / name;
-  std::string sealed = read(obj);
+  std::string sealed = read_file(obj);
   sealed[sealed.size() / 2] ^= 0x20;
-  write(obj, sealed);
+  write_file(obj, sealed);
   auto d = push_wal_bytes(repo_->store(), repo_->keyring(), name, data);
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.error().message.find("cannot be opened"), std::string::npos) << d.error().message;
-  EXPECT_EQ(read(obj), sealed);
+  EXPECT_EQ(read_file(obj), sealed);
 }
 
 }  // namespace

@@ -9,28 +9,15 @@
 #include <random>
 
 #include <gtest/gtest.h>
+#include "test_files.hpp"
 
 namespace tandem::backup {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string random_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng() & 0x0f);  // compressible, like WAL
-  return s;
-}
-
-void write(const fs::path& p, const std::string& data) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << data;
-}
-
-std::string read(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
+using test_files::read_file;
+using test_files::wal_bytes;
+using test_files::write_file;
 
 class WalArchiveTest : public ::testing::Test {
  protected:
@@ -50,8 +37,8 @@ class WalArchiveTest : public ::testing::Test {
 
   fs::path segment(const std::string& name, uint32_t seed, bool ready = false) {
     auto p = dir_ / "pg_wal" / name;
-    write(p, random_bytes(64 * 1024, seed));
-    if (ready) write(dir_ / "pg_wal" / "archive_status" / (name + ".ready"), "");
+    write_file(p, wal_bytes(64 * 1024, seed));
+    if (ready) write_file(dir_ / "pg_wal" / "archive_status" / (name + ".ready"), "");
     return p;
   }
 
@@ -67,7 +54,7 @@ TEST_F(WalArchiveTest, PushThenFetchGivesTheSameBytes) {
   EXPECT_EQ(r->outcome, PushOutcome::stored);
   auto dest = dir_ / "restored";
   ASSERT_TRUE(fetch_wal_file(*repo_, "000000010000000000000001", dest.string()).ok());
-  EXPECT_EQ(read(dest), read(p));
+  EXPECT_EQ(read_file(dest), read_file(p));
   EXPECT_FALSE(fs::exists(dest.string() + ".tandem-tmp"));
   auto names = list_archived_wal(repo_->store());
   ASSERT_TRUE(names.ok());
@@ -91,14 +78,14 @@ TEST_F(WalArchiveTest, IdenticalRepushSucceedsConflictingRepushIsRefused) {
 
 TEST_F(WalArchiveTest, HistoryAndBackupFilesAreArchivedOtherNamesRefused) {
   auto h = dir_ / "pg_wal" / "00000002.history";
-  write(h, "1\t0/3000000\tno recovery target specified\n");
+  write_file(h, "1\t0/3000000\tno recovery target specified\n");
   ASSERT_TRUE(push_wal_file(*repo_, h.string()).ok());
   auto dest = dir_ / "h";
   ASSERT_TRUE(fetch_wal_file(*repo_, "00000002.history", dest.string()).ok());
-  EXPECT_EQ(read(dest), read(h));
+  EXPECT_EQ(read_file(dest), read_file(h));
 
   auto bogus = dir_ / "pg_wal" / "postgresql.conf";
-  write(bogus, "x");
+  write_file(bogus, "x");
   auto r = push_wal_file(*repo_, bogus.string());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Errc::invalid_argument);
@@ -114,8 +101,8 @@ TEST_F(WalArchiveTest, MissingIsNotFoundDamagedIsNot) {
   auto p = segment("000000010000000000000003", 3);
   ASSERT_TRUE(push_wal_file(*repo_, p.string()).ok());
   auto obj = dir_ / "store" / "wal" / "000000010000000000000003";
-  std::string sealed = read(obj);
-  write(obj, sealed.substr(0, sealed.size() - 100));  // truncated
+  std::string sealed = read_file(obj);
+  write_file(obj, sealed.substr(0, sealed.size() - 100));  // truncated
   auto truncated = fetch_wal_file(*repo_, "000000010000000000000003", dest.string());
   ASSERT_FALSE(truncated.ok());
   EXPECT_NE(truncated.error().code, Errc::not_found);
@@ -123,7 +110,7 @@ TEST_F(WalArchiveTest, MissingIsNotFoundDamagedIsNot) {
   EXPECT_FALSE(fs::exists(dest)) << "nothing may be written for a damaged object";
 
   sealed[sealed.size() / 2] ^= 0x01;  // one flipped bit
-  write(obj, sealed);
+  write_file(obj, sealed);
   auto flipped = fetch_wal_file(*repo_, "000000010000000000000003", dest.string());
   ASSERT_FALSE(flipped.ok());
   EXPECT_NE(flipped.error().code, Errc::not_found);
@@ -157,7 +144,7 @@ TEST_F(WalArchiveTest, ReadAheadPushesReadySegmentsAndTheSpoolShortCutsTheirPush
   EXPECT_FALSE(fs::exists(dir_ / "spool" / "000000010000000000000002"));
 
   // A spool entry whose hash no longer matches the file is not trusted.
-  write(segs[2], random_bytes(64 * 1024, 777));
+  write_file(segs[2], wal_bytes(64 * 1024, 777));
   auto third = push_wal_file(*repo_, segs[2].string(), opts);
   ASSERT_FALSE(third.ok());
   EXPECT_EQ(third.error().code, Errc::conflict);
@@ -166,7 +153,7 @@ TEST_F(WalArchiveTest, ReadAheadPushesReadySegmentsAndTheSpoolShortCutsTheirPush
   for (int i : {0, 1, 3}) {
     auto dest = dir_ / "check";
     ASSERT_TRUE(fetch_wal_file(*repo_, segs[i].filename().string(), dest.string()).ok());
-    EXPECT_EQ(read(dest), read(segs[i])) << i;
+    EXPECT_EQ(read_file(dest), read_file(segs[i])) << i;
   }
 }
 
