@@ -82,9 +82,14 @@ class TarExtractor : public TarVisitor {
   uid_t uid_;
   gid_t gid_;
   std::vector<std::string> dir_instead_of_symlink_;
+  // Asks the kernel to start writing the current file's new bytes to disk (not waiting).
+  void start_writeback();
+
   int fd_ = -1;
   std::string current_;
   uint64_t files_ = 0;
+  uint64_t written_ = 0;    // bytes of the current file written
+  uint64_t writeback_ = 0;  // bytes of it whose writeback was started
 };
 
 // Splits a name into safe segments: no absolute paths, no "..", no empty names.
