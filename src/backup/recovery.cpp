@@ -300,25 +300,7 @@ std::string pg_timestamp(Clock::time_point t) {
                      tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
-namespace {
-
 namespace fs = std::filesystem;
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string self_binary_path() {
-  std::error_code ec;
-  std::string self = fs::read_symlink("/proc/self/exe", ec).string();
-  if (ec) return "tandem";
-  if (self.ends_with(" (deleted)")) self.resize(self.size() - 10);
-  return self;
-}
-
-}  // namespace
 
 Result<RepoConfig> copy_repo_secrets(const RepoConfig& rc, const std::string& dir, const std::string& user) {
   std::error_code ec;
@@ -353,7 +335,7 @@ Result<RepoConfig> copy_repo_secrets(const RepoConfig& rc, const std::string& di
 }
 
 std::string wal_fetch_command(const RepoConfig& rc) {
-  std::string cmd = fmt::format("{} wal-fetch --store {} --key-file {}", shell_quote(self_binary_path()),
+  std::string cmd = fmt::format("{} wal-fetch --store {} --key-file {}", shell_quote(self_binary()),
                                 shell_quote(rc.store_url), shell_quote(rc.key_file));
   for (const auto& f : rc.retired_key_files) cmd += " --retired-key-file " + shell_quote(f);
   if (!rc.credentials_file.empty()) cmd += " --credentials-file " + shell_quote(rc.credentials_file);

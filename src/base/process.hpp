@@ -59,4 +59,11 @@ Result<std::pair<uid_t, gid_t>> lookup_user(const std::string& name);
 // chown -R to a user (used to hand directories to the postgres user).
 Status chown_recursive(const std::string& path, const std::string& user);
 
+// The path of the running tandem binary (/proc/self/exe, without the " (deleted)" the
+// kernel appends when the file was replaced on disk); "tandem" when it cannot be read.
+std::string self_binary();
+
+// A word for /bin/sh: single-quoted, with embedded quotes escaped.
+std::string shell_quote(const std::string& s);
+
 }  // namespace tandem

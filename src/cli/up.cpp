@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "api/http_client.hpp"
+#include "base/process.hpp"
 #include "cli/commands.hpp"
 #include "cli/up_from_backup.hpp"
 #include "dcs/store.hpp"
@@ -53,7 +54,7 @@ bool stop_requested(const sigset_t& set, std::chrono::milliseconds wait) {
 }
 
 void stop_all(const deploy::Layout& l) {
-  auto comps = deploy::components(l, deploy::self_binary());
+  auto comps = deploy::components(l, self_binary());
   // Portals first (clients fail fast), agents next (each shuts its PostgreSQL down fast),
   // then etcd.
   enum class Stage { portals, agents, etcd };
@@ -223,7 +224,7 @@ int run_up(const UpOptions& o) {
   }
 
   sigset_t stop_set = block_stop_signals();
-  auto comps = deploy::components(layout, deploy::self_binary());
+  auto comps = deploy::components(layout, self_binary());
   for (const auto& c : comps) {
     if (auto pid = deploy::running_pid(layout, c)) {
       std::cout << fmt::format("{} is already running (pid {})\n", c.name, *pid);

@@ -14,12 +14,6 @@ namespace tandem::deploy {
 
 namespace fs = std::filesystem;
 
-std::string self_binary() {
-  std::error_code ec;
-  auto p = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string("tandem") : p.string();
-}
-
 std::vector<Component> components(const Layout& l, const std::string& bin) {
   std::vector<Component> out;
   std::string initial;

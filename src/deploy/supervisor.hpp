@@ -34,7 +34,4 @@ Result<pid_t> start(const Layout& l, const Component& c);
 // SIGTERM, then SIGKILL after `grace`; waits for it to exit and removes the pid file.
 Status stop(const Layout& l, const Component& c, std::chrono::milliseconds grace);
 
-// Path of the running tandem binary (/proc/self/exe).
-std::string self_binary();
-
 }  // namespace tandem::deploy

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backup/async_archiver.hpp"
+#include "base/process.hpp"
 #include "config/agent_config.hpp"
 #include "ha/agent.hpp"
 #include "ha/lease_keeper.hpp"
@@ -26,21 +27,6 @@ constexpr Millis kStartTimeout = Seconds(60);
 
 void log_failure(const char* what, const Status& s) {
   if (!s) spdlog::error("{} failed: {}", what, s.error().message);
-}
-
-// A word for /bin/sh: single-quoted, with embedded quotes escaped.
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string self_binary() {
-  std::error_code ec;
-  std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  if (ec) return "tandem";
-  if (self.ends_with(" (deleted)")) self.resize(self.size() - 10);  // the binary was replaced on disk
-  return self;
 }
 
 // archive_command / restore_command calling this binary with the agent's own config.

@@ -45,5 +45,16 @@ TEST(Run, StdinReachesTheChildAndItsOutputComesBack) {
   EXPECT_EQ(r->output, "hello\n");
 }
 
+TEST(ShellQuote, SurvivesAShellRoundTrip) {
+  const std::string word = "it's a $HOME `x` \"y\"";
+  auto r = run({.argv = {"/bin/sh", "-c", "printf %s " + shell_quote(word)}}, std::chrono::seconds(10));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->output, word);
+}
+
+TEST(SelfBinary, IsThisExecutable) {
+  EXPECT_TRUE(self_binary().ends_with("/unit_base")) << self_binary();
+}
+
 }  // namespace
 }  // namespace tandem
