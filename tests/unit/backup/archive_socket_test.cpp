@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "archiver_fixture.hpp"
 #include "backup/archive_protocol.hpp"
 #include "backup/async_archiver.hpp"
 #include "test_files.hpp"
@@ -95,44 +96,14 @@ class Client {
   bool connected_ = false;
 };
 
-class ArchiveSocketTest : public ::testing::Test {
+class ArchiveSocketTest : public test_files::ArchiverFixture {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / fmt::format("tandem-archsock-test-{}-{}", ::getpid(), counter_++);
-    fs::create_directories(dir_ / "pg" / "pg_wal" / "archive_status");
-    rc_.store_url = "file://" + (dir_ / "store").string();
-    rc_.key_file = (dir_ / "backup.key").string();
-    rc_.create_key = true;
-    auto r = open_repo(rc_);
-    ASSERT_TRUE(r.ok()) << r.error().to_string();
-    repo_ = std::move(*r);
-    rc_.create_key = false;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string socket_path() const { return (dir_ / "archiver.sock").string(); }
-  fs::path wal(const std::string& name) const { return dir_ / "pg" / "pg_wal" / name; }
-  fs::path ready(const std::string& name, uint32_t seed) {
-    write_file(wal(name), wal_bytes(256 * 1024, seed));
-    write_file(dir_ / "pg" / "pg_wal" / "archive_status" / (name + ".ready"), "");
-    return wal(name);
-  }
   ArchiverOptions options() const {
-    ArchiverOptions o;
-    o.data_dir = (dir_ / "pg").string();
-    o.spool_dir = (dir_ / "spool").string();
+    ArchiverOptions o = base_options();
     o.socket_path = socket_path();
-    o.repo = rc_;
-    o.rescan = 50ms;
-    o.retry_delay = 100ms;
     return o;
   }
-  bool archived(const std::string& name) { return fs::exists(dir_ / "store" / "wal" / name); }
-
-  static inline int counter_ = 0;
-  fs::path dir_;
-  RepoConfig rc_;
-  std::unique_ptr<Repo> repo_;
 };
 
 TEST_F(ArchiveSocketTest, ARequestIsAnsweredStoredOnlyOnceTheFileIsStored) {

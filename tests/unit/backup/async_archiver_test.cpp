@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "archiver_fixture.hpp"
 #include "storage/keyring.hpp"
 #include "test_files.hpp"
 
@@ -37,44 +38,14 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
   return pred();
 }
 
-class AsyncArchiverTest : public ::testing::Test {
+class AsyncArchiverTest : public test_files::ArchiverFixture {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / fmt::format("tandem-archiver-test-{}-{}", ::getpid(), counter_++);
-    fs::create_directories(dir_ / "pg" / "pg_wal" / "archive_status");
-    fs::create_directories(dir_ / "spool");
-    rc_.store_url = "file://" + (dir_ / "store").string();
-    rc_.key_file = (dir_ / "backup.key").string();
-    rc_.create_key = true;
-    auto r = open_repo(rc_);
-    ASSERT_TRUE(r.ok()) << r.error().to_string();
-    repo_ = std::move(*r);
-    rc_.create_key = false;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string spool() const { return (dir_ / "spool").string(); }
-  fs::path wal(const std::string& name) const { return dir_ / "pg" / "pg_wal" / name; }
-  fs::path status(const std::string& name, const char* suffix) const {
-    return dir_ / "pg" / "pg_wal" / "archive_status" / (name + suffix);
-  }
-  // A WAL file PostgreSQL finished and marked ready.
-  fs::path ready(const std::string& name, uint32_t seed, size_t size = 256 * 1024) {
-    write_file(wal(name), wal_bytes(size, seed));
-    write_file(status(name, ".ready"), "");
-    return wal(name);
-  }
   // What PostgreSQL does after archive_command succeeded.
   void mark_done(const std::string& name) { fs::rename(status(name, ".ready"), status(name, ".done")); }
 
   ArchiverOptions options() const {
-    ArchiverOptions o;
-    o.data_dir = (dir_ / "pg").string();
-    o.spool_dir = spool();
-    o.repo = rc_;
+    ArchiverOptions o = base_options();
     o.workers = 2;
-    o.rescan = 50ms;
-    o.retry_delay = 100ms;
     return o;
   }
   PushOptions push_options() const {
@@ -83,13 +54,7 @@ class AsyncArchiverTest : public ::testing::Test {
     p.archiver_wait = 20s;
     return p;
   }
-  bool archived(const std::string& name) { return fs::exists(dir_ / "store" / "wal" / name); }
   bool has_entry(const std::string& name) { return fs::exists(dir_ / "spool" / name); }
-
-  static inline int counter_ = 0;
-  fs::path dir_;
-  RepoConfig rc_;
-  std::unique_ptr<Repo> repo_;
 };
 
 TEST_F(AsyncArchiverTest, SpoolEntryMatchesOnlyTheSameContentAndStore) {
