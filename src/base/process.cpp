@@ -64,6 +64,25 @@ Status chown_recursive(const std::string& path, const std::string& user) {
   return {};
 }
 
+// The exec-status pipe closes at exec's point of no return, but the kernel records the new
+// argv a little later (when it builds the new stack): until then /proc/<pid>/cmdline is empty.
+// Waits, briefly, for that; a child that already exited (exit status pending) shows none.
+static void await_new_argv(pid_t pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/cmdline";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char c = 0;
+    ssize_t n = read(fd, &c, 1);
+    close(fd);
+    if (n != 0) return;
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == pid) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
 Result<pid_t> spawn(const SpawnOptions& opts) {
   if (opts.argv.empty()) return make_error(Errc::invalid_argument, "spawn: empty argv");
 
@@ -173,6 +192,7 @@ Result<pid_t> spawn(const SpawnOptions& opts) {
     (void)waitpid(pid, &status, 0);
     return make_error(Errc::io, "cannot run {}: {}", opts.argv[0], strerror(exec_errno));
   }
+  await_new_argv(pid);
   if (!opts.stdin_data.empty()) {
     const char* p = opts.stdin_data.data();
     size_t left = opts.stdin_data.size();
