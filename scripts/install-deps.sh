@@ -4,6 +4,7 @@
 set -euo pipefail
 
 # postgresql-server-dev-15: headers for the archive module (tandem_archive.so, src/pgmodule).
+# lld-16: links tandem with its code laid out by use and packed relocations (CMakeLists.txt, TANDEM_CODE_ORDER).
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config clang-format clang-14 libclang-rt-14-dev
   libgrpc++-dev libgrpc-dev libabsl-dev libre2-dev libc-ares-dev zlib1g-dev libprotobuf-dev protobuf-compiler
@@ -11,6 +12,7 @@ PACKAGES=(
   libboost-dev libboost-system-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libcli11-dev libzstd-dev libssl-dev libpq-dev libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-contrib postgresql-server-dev-15 etcd-server etcd-client openssl curl bc procps iproute2
+  lld-16
 )
 # Only for benchmarks (the anchors we compare against).
 BENCH_PACKAGES=(haproxy patroni python3-etcd python3-psycopg2 pgbackrest)

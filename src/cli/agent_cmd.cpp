@@ -12,8 +12,45 @@
 #include "ha/agent.hpp"
 #include "ha/backup_scheduler.hpp"
 #include "ha/wal_archiver.hpp"
+#include "pg/conn.hpp"
+#include "pg/conninfo.hpp"
+#include "pg/settings.hpp"
+#include "pg/setup.hpp"
 
 namespace tandem::cli {
+
+namespace {
+
+// `tandem agent --config FILE --setup-roles [--restored]`: the agent's bootstrap step that
+// creates the replication and admin roles with the passwords of the configured files, on
+// the running local PostgreSQL (see Agent::setup_roles).
+int setup_roles(const config::AgentConfig& cfg, bool restored) {
+  auto fail = [](const std::string& message) {
+    std::cerr << "tandem agent --setup-roles: " << message << "\n";
+    return 1;
+  };
+  auto repl_pw = config::read_secret_file(cfg.replication.password_file);
+  if (!repl_pw) return fail(repl_pw.error().message);
+  auto admin_pw = config::read_secret_file(cfg.admin.password_file);
+  if (!admin_pw) return fail(admin_pw.error().message);
+  auto conn = pg::Connection::open(pg::local_superuser(pg::settings_from_config(cfg), 60000));
+  if (!conn) return fail(conn.error().message);
+  auto st =
+      pg::create_roles(*conn, {cfg.replication.username, Secret(*repl_pw)}, {cfg.admin.username, Secret(*admin_pw)});
+  if (!st) return fail(st.error().message);
+  // A restored cluster keeps the source's roles and passwords: this deployment's own
+  // secrets replace them (the two roles above, and the superuser).
+  if (restored) {
+    auto su_pw = config::read_secret_file(cfg.superuser.password_file);
+    if (!su_pw) return fail(su_pw.error().message);
+    if (auto s = pg::set_password(*conn, cfg.superuser.username, Secret(*su_pw)); !s) return fail(s.error().message);
+  }
+  std::cout << "created roles " << cfg.replication.username << " (replication) and " << cfg.admin.username << " (admin)"
+            << (restored ? "; the superuser's password is this deployment's" : "") << "\n";
+  return 0;
+}
+
+}  // namespace
 
 Runner add_agent(CLI::App& app) {
   auto path = std::make_shared<std::string>();
@@ -21,12 +58,18 @@ Runner add_agent(CLI::App& app) {
   auto* cmd = app.add_subcommand("agent", "Run the HA agent of one data member (supervises its PostgreSQL)");
   cmd->add_option("--config,-c", *path, "Agent YAML configuration file")->required();
   cmd->add_flag("--debug", *debug, "Log every HA cycle");
-  return [path, debug] {
+  // The agent's own bootstrap step (hidden from --help).
+  auto roles = std::make_shared<bool>(false);
+  auto restored = std::make_shared<bool>(false);
+  cmd->add_flag("--setup-roles", *roles, "Create the roles on the running local PostgreSQL, then exit")->group("");
+  cmd->add_flag("--restored", *restored, "With --setup-roles: also reset the superuser's password")->group("");
+  return [path, debug, roles, restored] {
     auto cfg = config::load_agent_config(*path);
     if (!cfg) {
       std::cerr << "tandem agent: invalid configuration: " << cfg.error().message << "\n";
       return 2;
     }
+    if (*roles) return setup_roles(*cfg, *restored);
     log::init(cfg->name, cfg->log_file, *debug);
     // Stop signals are taken by the agent's signal thread; block them everywhere else.
     sigset_t set;

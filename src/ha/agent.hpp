@@ -66,6 +66,8 @@ class Agent : public api::AgentControl {
 
   // Actions (HA thread only).
   Status do_bootstrap(bool from_backup = false);
+  // Runs `tandem agent --setup-roles` for this config (restored: also the superuser).
+  Status setup_roles(bool restored);
   // agent_restore.cpp: restore paths instead of initdb / pg_basebackup.
   Status restore_for_bootstrap();
   Status do_reinit_from_backup(const dcs::Member& leader);

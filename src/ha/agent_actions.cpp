@@ -1,7 +1,9 @@
 // The agent's actions: each carries out one Decision on the HA thread.
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -150,6 +152,23 @@ Status Agent::do_follow(const dcs::Member* upstream) {
   return {};
 }
 
+Status Agent::setup_roles(bool restored) {
+  SpawnOptions so;
+  so.argv = {self_binary(), "agent", "--config", cfg_.source_path, "--setup-roles"};
+  if (restored) so.argv.push_back("--restored");
+  so.parent_death_signal = SIGTERM;
+  auto r = tandem::run(so, std::chrono::minutes(2));
+  if (!r) return r.error();
+  std::string last;
+  std::istringstream lines(r->output);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) last = line;
+  }
+  if (!r->status.ok()) return make_error(Errc::io, "setting up the roles failed ({}): {}", r->status.describe(), last);
+  spdlog::info("{}", last);
+  return {};
+}
+
 Status Agent::do_bootstrap(bool from_backup) {
   auto won = store_->try_initialize(cfg_.name);
   if (!won) return won.error();
@@ -170,29 +189,12 @@ Status Agent::do_bootstrap(bool from_backup) {
   if (auto s = from_backup ? restore_for_bootstrap() : pg::initdb(settings_, Secret(*su_pw)); !s) return fail(s);
   sync_names_.clear();  // nothing to wait for yet; the first leader cycle sets it
   if (auto s = do_start(pg::Role::primary, nullptr); !s) return fail(s);
+  // The roles and their passwords are set up by a short-lived `tandem agent --setup-roles`
+  // child: hashing the passwords (SCRAM) starts OpenSSL's providers, about 2 MiB of
+  // libcrypto that would otherwise stay resident in this long-running process.
+  if (auto s = setup_roles(from_backup); !s) return fail(s);
   auto* c = local_conn();
   if (c == nullptr) return fail(make_error(Errc::unavailable, "cannot connect to the new PostgreSQL"));
-  auto repl_pw = config::read_secret_file(cfg_.replication.password_file);
-  auto admin_pw = config::read_secret_file(cfg_.admin.password_file);
-  if (!repl_pw) return fail(repl_pw.error());
-  if (!admin_pw) return fail(admin_pw.error());
-  if (auto s =
-          pg::create_roles(*c, {cfg_.replication.username, Secret(*repl_pw)}, {cfg_.admin.username, Secret(*admin_pw)});
-      !s) {
-    return fail(s);
-  }
-  // A restored cluster keeps the source's roles and passwords: this deployment's own
-  // secrets replace them (the replication and admin roles above, the superuser here).
-  if (from_backup) {
-    if (auto s = pg::set_password(*c, cfg_.superuser.username, Secret(*su_pw)); !s) return fail(s);
-  }
-  // PostgreSQL 15 no longer lets every role create in schema public; the admin role is
-  // the deployment's operator account, so it gets the schema and monitoring rights.
-  if (auto q = c->quote_identifier(cfg_.admin.username); q) {
-    auto g = c->exec_script(
-        fmt::format("GRANT ALL ON SCHEMA public TO {0}; GRANT pg_monitor, pg_signal_backend TO {0}", *q));
-    if (!g) return fail(g.error());
-  }
   auto st = pg::query_status(*c);
   if (!st) return fail(st.error());
   auto held = store_->try_acquire_leader(cfg_.name, keeper_->lease_id());

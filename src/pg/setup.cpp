@@ -118,7 +118,13 @@ Status create_roles(Connection& conn, const RoleSpec& replication, const RoleSpe
 
   if (auto st = ensure_role(conn, admin.name, "LOGIN CREATEDB CREATEROLE NOSUPERUSER"); !st) return st;
   if (auto st = set_password(conn, admin.name, admin.password); !st) return st;
-  spdlog::info("created roles {} (replication) and {} (admin)", replication.name, admin.name);
+  // PostgreSQL 15 no longer lets every role create in schema public; the admin role is
+  // the deployment's operator account, so it gets the schema and monitoring rights.
+  auto adm = conn.quote_identifier(admin.name);
+  if (!adm) return adm.error();
+  auto g = conn.exec_script(
+      fmt::format("GRANT ALL ON SCHEMA public TO {0}; GRANT pg_monitor, pg_signal_backend TO {0}", *adm));
+  if (!g) return make_error(g.error().code, "cannot grant the admin rights to {}: {}", admin.name, g.error().message);
   return {};
 }
 

@@ -41,7 +41,8 @@ struct RoleSpec {
 //    pg_ls_dir, pg_stat_file, pg_read_binary_file) and pg_checkpoint, so one role serves
 //    streaming, pg_basebackup, pg_rewind and the CHECKPOINT before a rewind;
 //  - admin: LOGIN CREATEDB CREATEROLE, not SUPERUSER (least privilege for operators and
-//    applications; note CREATEROLE can still grant membership in most roles).
+//    applications; note CREATEROLE can still grant membership in most roles), all rights on
+//    schema public, pg_monitor and pg_signal_backend.
 // Passwords are sent as SCRAM verifiers computed locally (see set_password).
 Status create_roles(Connection& conn, const RoleSpec& replication, const RoleSpec& admin);
 

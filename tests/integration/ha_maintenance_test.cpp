@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -129,6 +131,15 @@ TEST(HaMaintenance, ForegroundUpStopsEverythingOnSigterm) {
     pid_t p = 0;
     in >> p;
     parts.push_back(p);
+  }
+  // Agents and portals start without GnuTLS's implicit initialisation (docs/operations.md).
+  for (const char* c : {"pg1", "pg2", "portal1", "portal2"}) {
+    std::ifstream pidfile(dir.path() + "/run/" + c + ".pid");
+    pid_t p = 0;
+    pidfile >> p;
+    std::ifstream environ("/proc/" + std::to_string(p) + "/environ");
+    std::string env((std::istreambuf_iterator<char>(environ)), std::istreambuf_iterator<char>());
+    EXPECT_NE(env.find(std::string("GNUTLS_NO_IMPLICIT_INIT=1\0", 26)), std::string::npos) << c;
   }
   kill(*pid, SIGTERM);
   auto st = wait_for(*pid, 90s);
