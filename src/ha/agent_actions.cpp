@@ -234,12 +234,7 @@ Status Agent::do_rewind(const dcs::Member& source) {
   phase_ = "rewinding";
   if (auto s = stop_pg(pg::StopMode::fast); !s)
     spdlog::warn("stopping PostgreSQL before rewind: {}", s.error().message);
-  // A freshly promoted source must have its new timeline in pg_control (see FACTS).
-  auto src = remote_params(source, false);
-  if (auto c = pg::Connection::open(src)) {
-    log_failure("CHECKPOINT on the new leader", pg::checkpoint(*c));
-  }
-  auto r = pg::rewind(settings_, src);
+  auto r = pg::rewind(settings_, remote_params(source, false));
   phase_.clear();
   if (!r) {
     if (r.error().code == Errc::unavailable) return r.error();  // the source is unreachable: try again later

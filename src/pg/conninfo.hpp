@@ -22,7 +22,8 @@ struct ConnParams {
   int statement_timeout_ms = 0;  // 0: server default; sent as options=-c statement_timeout=N
   bool replication = false;      // a physical replication connection (replication=true)
 
-  // Keyword/value pairs in libpq order; empty values are left out.
+  // Keyword/value pairs in libpq order; empty values are left out. GSSAPI encryption is
+  // always off (gssencmode=disable): Tandem's members authenticate with SCRAM.
   std::vector<std::pair<std::string, std::string>> keywords() const;
 };
 

@@ -76,6 +76,17 @@ Result<RewindResult> rewind(const Settings& s, const ConnParams& source, std::ch
   p.replication = false;
   if (p.dbname.empty()) p.dbname = "postgres";
   p.statement_timeout_ms = 0;
+  // A freshly promoted source has not written its new timeline to pg_control yet (see
+  // FACTS); without a CHECKPOINT pg_rewind would say "no rewind required". psql runs it:
+  // in this process the SCRAM exchange would start OpenSSL's providers and leave about
+  // 2 MiB of libcrypto resident in the agent for good.
+  auto cp = run(tool(s, {s.bin("psql"), "--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1",
+                         "--command=CHECKPOINT", "--dbname=" + render_conninfo(p)}),
+                std::chrono::minutes(2));
+  if (!cp || !cp->status.ok()) {
+    spdlog::warn("[{}] CHECKPOINT on {}:{} before pg_rewind failed ({}): {}", s.name, source.host, source.port,
+                 cp ? cp->status.describe() : cp.error().message, cp ? tail_lines(cp->output, 3) : std::string());
+  }
   auto opts = tool(
       s, {s.bin("pg_rewind"), "--target-pgdata=" + s.data_dir, "--source-server=" + render_conninfo(p), "--progress"});
   opts.cwd = s.data_dir;

@@ -1,6 +1,7 @@
 #pragma once
 // The PostgreSQL command-line tools the agent runs on a stopped member: pg_basebackup
-// (clone), pg_rewind (rejoin after a failover) and pg_controldata (inspect). All run as
+// (clone), pg_rewind (rejoin after a failover; psql for the CHECKPOINT before it) and
+// pg_controldata (inspect). All run as
 // Settings::run_as, take a timeout, and block: run them off the event loop. Passwords
 // reach them only through the passfile named in the connection parameters.
 //
@@ -34,9 +35,9 @@ struct RewindResult {
 };
 
 // Rewinds the stopped local data directory to `source` (a running primary; connect as
-// a role with the grants create_roles() gives the replication role). Before calling it,
-// run checkpoint() on the source: a freshly promoted primary has not yet written its new
-// timeline to pg_control, and pg_rewind would wrongly say "no rewind required".
+// a role with the grants create_roles() gives the replication role). It first runs a
+// CHECKPOINT on the source (with psql): a freshly promoted primary has not yet written its
+// new timeline to pg_control, and pg_rewind would wrongly say "no rewind required".
 // An unclean target is first brought to a consistent state by pg_rewind itself.
 // Errors: conflict (the local server runs), unavailable (cannot reach the source: retry),
 // io (the rewind itself failed: re-clone with basebackup()).

@@ -27,7 +27,7 @@ TEST(Conninfo, RendersInLibpqOrderAndSkipsEmptyValues) {
   p.connect_timeout_s = 3;
   EXPECT_EQ(render_conninfo(p),
             "host='10.0.0.7' port='5433' user='replicator' passfile='/var/lib/tandem/pgpass' "
-            "application_name='node-2' connect_timeout='3'");
+            "application_name='node-2' connect_timeout='3' gssencmode='disable'");
 }
 
 TEST(Conninfo, StatementTimeoutTravelsAsAnOption) {
@@ -38,7 +38,7 @@ TEST(Conninfo, StatementTimeoutTravelsAsAnOption) {
   p.replication = true;
   EXPECT_EQ(render_conninfo(p),
             "host='/run/pg' port='5432' user='postgres' dbname='postgres' connect_timeout='5' "
-            "options='-c statement_timeout=1500' replication='true'");
+            "options='-c statement_timeout=1500' replication='true' gssencmode='disable'");
 }
 
 TEST(Conninfo, LocalSuperuserUsesTheSocketDirectory) {

@@ -57,7 +57,8 @@ TEST(TandemConf, StandbyStreamsFromItsUpstreamWithoutSyncNames) {
   ASSERT_TRUE(conf.ok()) << conf.error().to_string();
   EXPECT_TRUE(contains(*conf,
                        "primary_conninfo = 'host=''10.0.0.1'' port=''5432'' user=''replicator'' "
-                       "passfile=''/etc/tandem/pgpass'' application_name=''node-2'' connect_timeout=''4'''\n"))
+                       "passfile=''/etc/tandem/pgpass'' application_name=''node-2'' connect_timeout=''4'' "
+                       "gssencmode=''disable'''\n"))
       << *conf;
   EXPECT_TRUE(contains(*conf, "primary_slot_name = 'node_2'\n"));
   EXPECT_TRUE(contains(*conf, "synchronous_standby_names = ''\n"));
