@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 
 #include <filesystem>
-#include <sstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -16,6 +15,7 @@
 #include "pg/admin.hpp"
 #include "pg/archiver.hpp"
 #include "pg/conninfo.hpp"
+#include "pg/files.hpp"
 #include "pg/passfile.hpp"
 #include "pg/setup.hpp"
 #include "pg/status.hpp"
@@ -159,11 +159,7 @@ Status Agent::setup_roles(bool restored) {
   so.parent_death_signal = SIGTERM;
   auto r = tandem::run(so, std::chrono::minutes(2));
   if (!r) return r.error();
-  std::string last;
-  std::istringstream lines(r->output);
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.empty()) last = line;
-  }
+  const std::string last = pg::tail_lines(r->output, 1);
   if (!r->status.ok()) return make_error(Errc::io, "setting up the roles failed ({}): {}", r->status.describe(), last);
   spdlog::info("{}", last);
   return {};
