@@ -1,12 +1,12 @@
 // `tandem agent --config FILE`: one HA agent beside one PostgreSQL member.
 #include <signal.h>
 
-#include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "backup/async_archiver.hpp"
 #include "base/log.hpp"
+#include "base/process.hpp"
 #include "cli/commands.hpp"
 #include "config/agent_config.hpp"
 #include "ha/agent.hpp"
@@ -84,9 +84,8 @@ Runner add_agent(CLI::App& app) {
     std::unique_ptr<ha::BackupScheduler> backups;
     if (cfg->backup.enabled() && cfg->backup.schedule.count() > 0) {
       ha::BackupScheduleOptions so;
-      std::error_code ec;
-      so.tandem_binary = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-      so.config_path = std::filesystem::absolute(*path, ec).string();
+      so.tandem_binary = self_binary();
+      so.config_path = cfg->source_path;
       so.schedule = cfg->backup.schedule;
       so.log_path = cfg->run_dir + "/scheduled-backup.log";
       backups = std::make_unique<ha::BackupScheduler>(std::move(so));
@@ -96,9 +95,8 @@ Runner add_agent(CLI::App& app) {
     std::unique_ptr<ha::WalArchiverSupervisor> archiver;
     if (cfg->backup.enabled() && cfg->backup.archive) {
       ha::WalArchiverOptions ao;
-      std::error_code ec;
-      ao.tandem_binary = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-      ao.config_path = std::filesystem::absolute(*path, ec).string();
+      ao.tandem_binary = self_binary();
+      ao.config_path = cfg->source_path;
       ao.run_as = cfg->run_as;
       ao.log_path = cfg->run_dir + "/wal-archiver.log";
       ao.socket_path = cfg->run_dir + "/" + backup::kArchiverSocketName;  // the agent's archive_library setting
